@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* faultline store: the embedded columnar SQLite span store. One writer thread commits groups
+ * of batches (group commit) as column blocks; readers use their own connections. The layout
+ * is private to store/ (docs/store.md describes it); callers see only this header. */
+#ifndef FAULTLINE_STORE_H
+#define FAULTLINE_STORE_H
+
+#include <faultline/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fl_store fl_store_t;
+
+typedef struct fl_store_opts {
+    const char *path;          /**< database file; every other data file lives beside it */
+    size_t max_queue_spans;    /**< spans accepted but not yet committed; 0: 1,000,000 */
+    size_t max_group_spans;    /**< spans per commit (group commit); 0: 65,536 */
+    int synchronous_full;      /**< PRAGMA synchronous=FULL instead of NORMAL (WAL) */
+    size_t cache_mib;          /**< page cache per connection; 0: 64 */
+    int readers;               /**< pooled read connections; 0: 4 */
+    size_t dedup_window_spans; /**< recent (trace_id, span_id) keys remembered for ingest-time
+                                    dedup; 0: 4,000,000 */
+} fl_store_opts_t;
+
+/** Open (creating or migrating) the database and start the writer thread.
+ *  FL_ERR_IO / FL_ERR_STORE / FL_ERR_STORE_CORRUPT with a message in err. */
+int fl_store_open(const fl_store_opts_t *opts, fl_store_t **out, char *err, size_t errlen);
+/** Commit everything queued, stop the writer, close every connection. Accepts NULL. */
+void fl_store_close(fl_store_t *s);
+
+/** Called exactly once per submitted batch, on the writer thread, after the batch is
+ *  committed (FL_OK) or has failed (FL_ERR_STORE_FULL is retryable, others are not).
+ *  stored = spans newly stored, duplicates = spans already stored (skipped). */
+typedef void (*fl_store_done_cb)(void *ctx, int status, size_t stored, size_t duplicates);
+
+/** Queue a batch for the writer; ownership of the batch moves to the store in every case
+ *  (the name says _take). Returns FL_OK (cb will be called), FL_ERR_BUSY when the queue is
+ *  full or FL_ERR_CLOSED when closing (cb is never called; the batch is already freed).
+ *  Thread-safe. */
+int fl_store_submit_take(fl_store_t *s, fl_span_batch_t *batch, fl_store_done_cb cb, void *ctx);
+/** 1 when a batch of n spans would be refused as BUSY right now (an admission hint). */
+int fl_store_would_block(fl_store_t *s, size_t n_spans);
+
+typedef struct fl_store_stats {
+    uint64_t spans_stored;     /**< spans in the store (after dedup) */
+    uint64_t spans_duplicate;  /**< re-sent spans skipped since start */
+    uint64_t batches_committed;
+    uint64_t commits;
+    uint64_t queue_spans;      /**< queued, not yet committed */
+    uint64_t queue_batches;
+    uint64_t last_commit_ns;   /**< duration of the last commit */
+    uint64_t db_bytes;         /**< size of the database files */
+    uint64_t watermark_ns;     /**< latest span end time stored */
+    uint64_t write_errors;
+} fl_store_stats_t;
+
+void fl_store_stats(fl_store_t *s, fl_store_stats_t *out);
+
+/* ---------------------------------------------------------------- reads
+ * Thread-safe: each call borrows a pooled read connection, so reads never block the writer
+ * and see only committed data. Results are allocated in the caller's arena. */
+
+/** Every stored span of a trace, deduplicated, ordered by start time then span id, fully
+ *  materialised (attributes, events, links, resource, scope). FL_ERR_NOT_FOUND when none. */
+int fl_store_get_trace(fl_store_t *s, const uint8_t trace_id[16], fl_arena_t *arena,
+                       fl_span_t **spans, size_t *n_spans);
+
+typedef struct fl_trace_query {
+    const char *service;      /**< NULL: any; else a span of this service must match */
+    const char *operation;    /**< NULL: any; span name of the matching span */
+    uint64_t start_ns;        /**< span start >= start_ns (0: unbounded) */
+    uint64_t end_ns;          /**< span start <= end_ns (0: unbounded) */
+    uint64_t min_duration_ns; /**< the matching span lasts at least this */
+    int errors_only;          /**< the matching span has status ERROR */
+    size_t limit;             /**< max traces (0: 20); newest first */
+} fl_trace_query_t;
+
+typedef struct fl_trace_summary {
+    uint8_t trace_id[16];
+    const char *root_service; /**< service of the root span (earliest span if no root) */
+    const char *root_name;
+    uint64_t start_ns;        /**< earliest span start */
+    uint64_t end_ns;          /**< latest span end */
+    size_t n_spans;
+    size_t n_errors;
+    const char **services;    /**< distinct services, sorted */
+    size_t n_services;
+} fl_trace_summary_t;
+
+/** Traces with at least one span matching the query, newest first. */
+int fl_store_search_traces(fl_store_t *s, const fl_trace_query_t *q, fl_arena_t *arena,
+                           fl_trace_summary_t **out, size_t *n);
+
+typedef struct fl_service_info {
+    const char *name;
+    const char **operations; /**< distinct span names, sorted */
+    size_t n_operations;
+    uint64_t span_count;
+} fl_service_info_t;
+
+/** Every service seen, sorted by name, with its operations. */
+int fl_store_list_services(fl_store_t *s, fl_arena_t *arena, fl_service_info_t **out, size_t *n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
