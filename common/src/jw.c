@@ -50,10 +50,22 @@ static void close_(fl_jw_t *w, char c)
     put(w, &c, 1);
 }
 
-void fl_jw_obj_begin(fl_jw_t *w) { open_(w, '{'); }
-void fl_jw_obj_end(fl_jw_t *w) { close_(w, '}'); }
-void fl_jw_arr_begin(fl_jw_t *w) { open_(w, '['); }
-void fl_jw_arr_end(fl_jw_t *w) { close_(w, ']'); }
+void fl_jw_obj_begin(fl_jw_t *w)
+{
+    open_(w, '{');
+}
+void fl_jw_obj_end(fl_jw_t *w)
+{
+    close_(w, '}');
+}
+void fl_jw_arr_begin(fl_jw_t *w)
+{
+    open_(w, '[');
+}
+void fl_jw_arr_end(fl_jw_t *w)
+{
+    close_(w, ']');
+}
 
 /* Length of a valid UTF-8 sequence at p (max n bytes), or 0 when invalid. */
 static size_t utf8_seq(const uint8_t *p, size_t n)

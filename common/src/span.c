@@ -42,12 +42,17 @@ int fl_value_eq(const fl_value_t *a, const fl_value_t *b)
     if (a->type != b->type)
         return 0;
     switch (a->type) {
-    case FL_VAL_EMPTY: return 1;
+    case FL_VAL_EMPTY:
+        return 1;
     case FL_VAL_STRING:
-    case FL_VAL_BYTES: return fl_str_eq(a->u.str, b->u.str);
-    case FL_VAL_BOOL: return !a->u.b == !b->u.b;
-    case FL_VAL_INT: return a->u.i == b->u.i;
-    case FL_VAL_DOUBLE: return memcmp(&a->u.d, &b->u.d, sizeof(double)) == 0;
+    case FL_VAL_BYTES:
+        return fl_str_eq(a->u.str, b->u.str);
+    case FL_VAL_BOOL:
+        return !a->u.b == !b->u.b;
+    case FL_VAL_INT:
+        return a->u.i == b->u.i;
+    case FL_VAL_DOUBLE:
+        return memcmp(&a->u.d, &b->u.d, sizeof(double)) == 0;
     case FL_VAL_ARRAY:
         if (a->u.arr.n != b->u.arr.n)
             return 0;
@@ -70,10 +75,18 @@ int fl_value_eq(const fl_value_t *a, const fl_value_t *b)
 void fl_jw_value(fl_jw_t *w, const fl_value_t *v)
 {
     switch (v->type) {
-    case FL_VAL_EMPTY: fl_jw_null(w); break;
-    case FL_VAL_STRING: fl_jw_strn(w, v->u.str.ptr, v->u.str.len); break;
-    case FL_VAL_BOOL: fl_jw_bool(w, v->u.b); break;
-    case FL_VAL_INT: fl_jw_int(w, v->u.i); break;
+    case FL_VAL_EMPTY:
+        fl_jw_null(w);
+        break;
+    case FL_VAL_STRING:
+        fl_jw_strn(w, v->u.str.ptr, v->u.str.len);
+        break;
+    case FL_VAL_BOOL:
+        fl_jw_bool(w, v->u.b);
+        break;
+    case FL_VAL_INT:
+        fl_jw_int(w, v->u.i);
+        break;
     case FL_VAL_DOUBLE:
         if (isnan(v->u.d))
             fl_jw_str(w, "NaN");

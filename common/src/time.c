@@ -88,14 +88,12 @@ int fl_time_parse(const char *s, uint64_t *unix_ns)
         return FL_OK;
     }
     int Y, M, D, h, m, sec;
-    if (digits(&p, 4, &Y) || *p++ != '-' || digits(&p, 2, &M) || *p++ != '-' ||
-        digits(&p, 2, &D))
+    if (digits(&p, 4, &Y) || *p++ != '-' || digits(&p, 2, &M) || *p++ != '-' || digits(&p, 2, &D))
         return FL_ERR_INVALID;
     if (*p != 'T' && *p != 't' && *p != ' ')
         return FL_ERR_INVALID;
     p++;
-    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &m) || *p++ != ':' ||
-        digits(&p, 2, &sec))
+    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &m) || *p++ != ':' || digits(&p, 2, &sec))
         return FL_ERR_INVALID;
     if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
         return FL_ERR_INVALID;
@@ -128,8 +126,8 @@ int fl_time_parse(const char *s, uint64_t *unix_ns)
     }
     if (*p)
         return FL_ERR_INVALID;
-    int64_t secs = days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + m * 60 +
-                   sec - off;
+    int64_t secs =
+        days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + m * 60 + sec - off;
     if (secs < 0)
         return FL_ERR_INVALID;
     *unix_ns = (uint64_t)secs * 1000000000ull + frac;
@@ -193,9 +191,9 @@ int fl_size_parse(const char *s, uint64_t *bytes)
     static const struct {
         const char *name;
         double mul;
-    } units[] = {{"", 1},          {"B", 1},          {"K", 1024},       {"KB", 1e3},
-                 {"KiB", 1024},    {"M", 1048576},    {"MB", 1e6},       {"MiB", 1048576},
-                 {"G", 1073741824}, {"GB", 1e9},      {"GiB", 1073741824}};
+    } units[] = {{"", 1},           {"B", 1},       {"K", 1024},        {"KB", 1e3},
+                 {"KiB", 1024},     {"M", 1048576}, {"MB", 1e6},        {"MiB", 1048576},
+                 {"G", 1073741824}, {"GB", 1e9},    {"GiB", 1073741824}};
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
         if (strcasecmp(u, units[i].name) == 0) {
             double r = v * units[i].mul;

@@ -30,11 +30,11 @@ typedef enum fl_err {
     FL_ERR_TIMEOUT = -9,     /**< deadline passed */
     FL_ERR_CONFLICT = -10,   /**< state does not allow the operation */
     /* proto / receiver decoding: -100 .. -199 */
-    FL_ERR_DECODE = -100,      /**< malformed protobuf or JSON */
-    FL_ERR_ENCODING = -101,    /**< unsupported or corrupt content encoding */
-    FL_ERR_TOO_DEEP = -102,    /**< nesting deeper than allowed */
-    FL_ERR_TOO_LARGE = -103,   /**< body larger than allowed after decompression */
-    FL_ERR_MEDIA_TYPE = -104,  /**< unsupported content type */
+    FL_ERR_DECODE = -100,     /**< malformed protobuf or JSON */
+    FL_ERR_ENCODING = -101,   /**< unsupported or corrupt content encoding */
+    FL_ERR_TOO_DEEP = -102,   /**< nesting deeper than allowed */
+    FL_ERR_TOO_LARGE = -103,  /**< body larger than allowed after decompression */
+    FL_ERR_MEDIA_TYPE = -104, /**< unsupported content type */
     /* store: -200 .. -299 */
     FL_ERR_STORE = -200,         /**< SQLite error */
     FL_ERR_STORE_FULL = -201,    /**< disk full or database read-only: retryable */

@@ -34,12 +34,20 @@ enum fl_net_head_action {
 
 typedef struct fl_net_handler {
     /** Headers are complete (on the loop thread). Decide early: refuse overload, unknown
-     *  paths, wrong methods, a Content-Length over the limit. May be NULL (always read). */
+     *  paths, wrong methods. A Content-Length over max_body never gets here: the framework
+     *  answers 413 itself. May be NULL (always read). If on_body is never called for this
+     *  request (client gone, body over the limit, bad gRPC framing answered by the
+     *  framework), the handler owes no response. */
     int (*on_head)(fl_net_req_t *req, void *ud);
     /** The whole body is in (on the loop thread). The handler must call fl_net_respond (or
-     *  fl_net_grpc_respond) exactly once, now or later, from any thread. */
+     *  fl_net_grpc_respond) exactly once, now or later, from any thread. Until then the
+     *  request stays valid even if the client disconnects (the answer is then dropped). */
     void (*on_body)(fl_net_req_t *req, void *ud);
     void *ud;
+    /** Optional (on the loop thread): on_head returned FL_NET_READ_BODY but on_body will never
+     *  come (client gone mid-body, body over the limit, bad framing answered by the
+     *  framework). Release whatever on_head reserved; the handler owes no response. */
+    void (*on_abort)(fl_net_req_t *req, void *ud);
 } fl_net_handler_t;
 
 typedef struct fl_net_tls_opts {
@@ -53,14 +61,20 @@ typedef struct fl_net_listen_opts {
     const char *host; /**< "127.0.0.1", "::1", "0.0.0.0" */
     int port;         /**< 0: an ephemeral port (read it back with fl_net_bound_port) */
     fl_net_handler_t handler;
-    size_t max_body;        /**< raw (wire) body bytes per request; over it: 413 (gRPC:
-                                 RESOURCE_EXHAUSTED). 0: 64 MiB */
+    size_t max_body;        /**< raw (wire) body bytes per request; over it: 413 (gRPC: the
+                                 message length, prefix excluded; RESOURCE_EXHAUSTED).
+                                 Checked on Content-Length / the gRPC prefix before reading
+                                 and while reading. 0: 64 MiB */
     size_t max_header;      /**< total header bytes; 0: 64 KiB. Over it: 431 */
     size_t max_connections; /**< 0: 4096. Past it new connections are closed at once */
     uint32_t max_streams;   /**< HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; 0: 256 */
     int idle_timeout_ms;    /**< close a connection idle this long; 0: 120000 */
-    int header_timeout_ms;  /**< a request's head must arrive within this; 0: 30000 */
-    int allow_h2c;          /**< accept HTTP/2 cleartext with prior knowledge (gRPC needs it) */
+    int header_timeout_ms;  /**< a request's head (and a new connection's first request or
+                                 TLS handshake) must arrive within this, else 408/close;
+                                 0: 30000 */
+    int allow_h2c;          /**< accept HTTP/2 cleartext with prior knowledge (gRPC needs it);
+                                 HTTP/1.1 is served on the same port. Over TLS, h2 is offered
+                                 by ALPN whatever this says */
     fl_net_tls_opts_t tls;
 } fl_net_listen_opts_t;
 
@@ -74,21 +88,26 @@ int fl_net_bound_port(const fl_net_t *n, int i);
 /** Start the I/O thread. */
 int fl_net_start(fl_net_t *n);
 /** Stop accepting, let in-flight requests finish (up to timeout_ms), send GOAWAY / close,
- *  join the thread. Safe to call once; then fl_net_free. */
+ *  join the thread. Idle keep-alive connections close at once; HTTP/1.1 answers still due go
+ *  out with Connection: close; HTTP/2 gets a shutdown notice, then the final GOAWAY once its
+ *  streams are done. Safe to call once; then fl_net_free. A response given after this is
+ *  freed without being sent. */
 void fl_net_shutdown(fl_net_t *n, int timeout_ms);
 /** Free a stopped (or never started) server. Accepts NULL. */
 void fl_net_free(fl_net_t *n);
 /** Requests being served right now (for /status). */
 size_t fl_net_inflight(const fl_net_t *n);
+/** Open client connections across all listeners (for /status and tests). */
+size_t fl_net_connections(const fl_net_t *n);
 
 /* request accessors: call only between on_head and the response */
 
 const char *fl_net_req_method(const fl_net_req_t *r); /**< "GET", "POST", ... */
-const char *fl_net_req_path(const fl_net_req_t *r);   /**< path without query, percent-decoded
-                                                           no; as sent */
+const char *fl_net_req_path(const fl_net_req_t *r);   /**< path without the query, as sent
+                                                           (not percent-decoded) */
 const char *fl_net_req_query(const fl_net_req_t *r);  /**< text after '?', "" when none */
 /** Header value by name, case-insensitive; NULL when absent. Repeated headers are joined
- *  with ", ". */
+ *  with ", ". HTTP/2 requests also carry ":authority" and a "host" made from it. */
 const char *fl_net_req_header(const fl_net_req_t *r, const char *name);
 /** Iterate headers: returns 0 past the end. */
 int fl_net_req_header_at(const fl_net_req_t *r, size_t i, const char **name, const char **value);
@@ -102,9 +121,12 @@ const char *fl_net_req_protocol(const fl_net_req_t *r);
 int fl_net_req_is_tls(const fl_net_req_t *r);
 /** "ip:port" of the peer. */
 const char *fl_net_req_peer(const fl_net_req_t *r);
-/** 1 for a gRPC call (content-type application/grpc*). For gRPC, fl_net_req_body gives the
- *  first length-prefixed message's payload (prefix removed) and fl_net_req_grpc_compressed
- *  tells whether its compressed flag was set. */
+/** 1 for a gRPC call (HTTP/2 with content-type application/grpc, application/grpc+proto...).
+ *  For gRPC, fl_net_req_body gives the first length-prefixed message's payload (prefix
+ *  removed) and fl_net_req_grpc_compressed tells whether its compressed flag was set. Bad
+ *  framing is answered by the framework before on_body (Trailers-Only): no message, a short
+ *  prefix, a prefix longer than the data, or a flag other than 0/1 give INTERNAL with a
+ *  message; a message over max_body gives RESOURCE_EXHAUSTED. */
 int fl_net_req_is_grpc(const fl_net_req_t *r);
 int fl_net_req_grpc_compressed(const fl_net_req_t *r);
 /** grpc-timeout in ms, or -1 when absent. */
@@ -113,18 +135,20 @@ int64_t fl_net_req_grpc_timeout_ms(const fl_net_req_t *r);
 void fl_net_req_set_data(fl_net_req_t *r, void *data);
 void *fl_net_req_get_data(const fl_net_req_t *r);
 
-/** Answer a request; body is copied. Callable from any thread, exactly once per request.
- *  Content-Length, Date and Connection are added by the framework. If the client is gone
- *  the response is dropped silently. */
+/** Answer a request; body is copied. Callable from any thread, exactly once per request
+ *  (a second answer is logged and dropped). Content-Length, Date and Connection are added
+ *  by the framework (the handler's own are ignored; on HTTP/2 names are lowercased and
+ *  hop-by-hop headers dropped). If the client is gone the response is dropped silently. */
 void fl_net_respond(fl_net_req_t *r, int status, const fl_net_header_t *headers, size_t n_headers,
                     const void *body, size_t len);
-/** Answer a gRPC call: on grpc_status 0 the message (unprefixed, uncompressed) is sent in a
- *  DATA frame followed by trailers; otherwise a Trailers-Only response. grpc_message is
- *  percent-encoded by the framework. details (may be NULL) is a serialised google.rpc.Status
- *  sent base64 in grpc-status-details-bin. Callable from any thread, exactly once. */
+/** Answer a gRPC call: on grpc_status 0 the message (unprefixed; the framework adds the
+ *  prefix with flag 0) is sent in DATA followed by trailers (grpc-status, and grpc-message /
+ *  details when given); otherwise a Trailers-Only response. grpc_message is percent-encoded
+ *  by the framework. details (may be NULL) is a serialised google.rpc.Status sent as base64
+ *  without padding in grpc-status-details-bin. Callable from any thread, exactly once. On an
+ *  HTTP/1.1 request the status travels in response headers. */
 void fl_net_grpc_respond(fl_net_req_t *r, int grpc_status, const char *grpc_message,
-                         const void *details, size_t details_len, const void *msg,
-                         size_t msg_len);
+                         const void *details, size_t details_len, const void *msg, size_t msg_len);
 
 /** HTTP reason phrase for a status code ("Not Found"). */
 const char *fl_net_status_text(int status);
@@ -165,12 +189,15 @@ typedef struct fl_http_response {
 typedef struct fl_http_client_opts {
     const char *host;
     int port;
-    int timeout_ms;          /**< per request (connect + send + receive); 0: 10000 */
-    int tls;                 /**< connect with TLS */
-    const char *ca_file;     /**< verify the server against this CA (TLS) */
-    const char *cert_file;   /**< client certificate (mTLS) */
+    int timeout_ms;        /**< per request (connect + send + receive); 0: 10000 */
+    int tls;               /**< connect with TLS */
+    const char *ca_file;   /**< verify the server against this CA (TLS) */
+    const char *cert_file; /**< client certificate (mTLS) */
     const char *key_file;
-    size_t max_response;     /**< 0: 64 MiB */
+    size_t max_response; /**< 0: 64 MiB */
+    int insecure;        /**< TLS without verifying the server (self-signed test setups);
+                              otherwise the server is checked against ca_file, or the
+                              system CAs when ca_file is NULL, and its name/IP */
 } fl_http_client_opts_t;
 
 /** Create a client (connects lazily). NULL on failure. */
@@ -186,6 +213,58 @@ int fl_http_client_request(fl_http_client_t *c, const char *method, const char *
 const char *fl_http_response_header(const fl_http_response_t *resp, const char *name, char *out,
                                     size_t outlen);
 void fl_http_response_dispose(fl_http_response_t *resp);
+
+/* ---------------------------------------------------------------- gRPC client */
+
+/** A blocking gRPC client (HTTP/2 over h2c with prior knowledge, or TLS with ALPN h2) on one
+ *  connection, reconnecting when the server closed it or sent GOAWAY. Unary calls, one at a
+ *  time. For tools (replay) and tests. Not thread-safe: one per thread. */
+typedef struct fl_grpc_client fl_grpc_client_t;
+
+typedef struct fl_grpc_client_opts {
+    const char *host;
+    int port;
+    int timeout_ms;        /**< per call (connect + send + receive); 0: 10000. Also sent as
+                                grpc-timeout unless the caller passes one */
+    int tls;               /**< TLS with ALPN h2; else h2c prior knowledge */
+    const char *ca_file;   /**< verify the server against this CA (TLS) */
+    const char *cert_file; /**< client certificate (mTLS) */
+    const char *key_file;
+    int insecure;          /**< TLS without verifying the server */
+    size_t max_response;   /**< response body bytes; 0: 64 MiB */
+    const char *authority; /**< :authority; NULL: "host:port" */
+} fl_grpc_client_opts_t;
+
+typedef struct fl_grpc_result {
+    int http_status;    /**< :status of the response headers */
+    int grpc_status;    /**< grpc-status, or -1 when the server sent none */
+    char *grpc_message; /**< percent-decoded grpc-message, NULL when none (malloc'd) */
+    fl_buf_t message;   /**< the first response message, prefix removed (not decompressed) */
+    int compressed;     /**< that message's compressed flag */
+    fl_buf_t details;   /**< grpc-status-details-bin, base64-decoded (a google.rpc.Status) */
+    fl_buf_t headers;   /**< "name: value\n" for response headers then trailers */
+    int trailers_only;  /**< the response was a single HEADERS frame */
+    uint32_t rst_error; /**< HTTP/2 error code if the stream was reset, else 0 */
+} fl_grpc_result_t;
+
+/** Create a client (connects lazily). NULL on bad options or OOM. */
+fl_grpc_client_t *fl_grpc_client_new(const fl_grpc_client_opts_t *opts);
+/** Close the connection and free. Accepts NULL. */
+void fl_grpc_client_free(fl_grpc_client_t *c);
+/** One unary call: POST path with content-type application/grpc, te: trailers, the extra
+ *  headers (lowercase names), and msg framed with a 5-byte prefix carrying compressed_flag.
+ *  res is initialised by the call; dispose it with fl_grpc_result_dispose. Returns FL_OK when
+ *  a response arrived (whatever its grpc-status), FL_ERR_IO / FL_ERR_TIMEOUT on transport
+ *  failure, FL_ERR_PROTOCOL when the stream was reset without a status or the response
+ *  framing is broken, FL_ERR_LIMIT past max_response. */
+int fl_grpc_client_call(fl_grpc_client_t *c, const char *path, const fl_net_header_t *extra,
+                        size_t n_extra, const void *msg, size_t len, int compressed_flag,
+                        fl_grpc_result_t *res);
+/** As fl_grpc_client_call, but body is sent exactly as given (already length-prefixed, as
+ *  in the captured fixtures; may also be deliberately malformed). */
+int fl_grpc_client_call_raw(fl_grpc_client_t *c, const char *path, const fl_net_header_t *extra,
+                            size_t n_extra, const void *body, size_t len, fl_grpc_result_t *res);
+void fl_grpc_result_dispose(fl_grpc_result_t *res);
 
 #ifdef __cplusplus
 }

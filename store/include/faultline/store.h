@@ -18,10 +18,14 @@ typedef struct fl_store_opts {
     size_t max_queue_spans;    /**< spans accepted but not yet committed; 0: 1,000,000 */
     size_t max_group_spans;    /**< spans per commit (group commit); 0: 65,536 */
     int synchronous_full;      /**< PRAGMA synchronous=FULL instead of NORMAL (WAL) */
-    size_t cache_mib;          /**< page cache per connection; 0: 64 */
+    size_t cache_mib;          /**< the writer's page cache; each reader gets a quarter (at
+                                    least 8 MiB); 0: 64 */
     int readers;               /**< pooled read connections; 0: 4 */
     size_t dedup_window_spans; /**< recent (trace_id, span_id) keys remembered for ingest-time
-                                    dedup; 0: 4,000,000 */
+                                    dedup (16 bytes of memory each); 0: 4,000,000.
+                                    Older duplicates are still merged at read time. */
+    uint64_t max_db_bytes;     /**< cap on the database size (PRAGMA max_page_count); past it
+                                    commits fail with FL_ERR_STORE_FULL; 0: no cap */
 } fl_store_opts_t;
 
 /** Open (creating or migrating) the database and start the writer thread.
@@ -31,29 +35,42 @@ int fl_store_open(const fl_store_opts_t *opts, fl_store_t **out, char *err, size
 void fl_store_close(fl_store_t *s);
 
 /** Called exactly once per submitted batch, on the writer thread, after the batch is
- *  committed (FL_OK) or has failed (FL_ERR_STORE_FULL is retryable, others are not).
- *  stored = spans newly stored, duplicates = spans already stored (skipped). */
+ *  committed (FL_OK) or has failed (FL_ERR_STORE_FULL is retryable: disk full, database
+ *  read-only or I/O error, nothing of the group was stored; FL_ERR_INVALID: a value nests
+ *  deeper than 128 levels, the batch alone is refused; FL_ERR_STORE / FL_ERR_NOMEM: not
+ *  retryable as is). stored = spans newly stored, duplicates = spans already stored
+ *  (skipped). The batch is freed right after the callback returns; the callback must not
+ *  call back into the store's writer-side functions (fl_store_flush, fl_store_close). */
 typedef void (*fl_store_done_cb)(void *ctx, int status, size_t stored, size_t duplicates);
 
 /** Queue a batch for the writer; ownership of the batch moves to the store in every case
  *  (the name says _take). Returns FL_OK (cb will be called), FL_ERR_BUSY when the queue is
- *  full or FL_ERR_CLOSED when closing (cb is never called; the batch is already freed).
- *  Thread-safe. */
+ *  full (an empty queue accepts a batch of any size), FL_ERR_CLOSED when closing,
+ *  FL_ERR_NOMEM, FL_ERR_INVALID for a NULL batch (cb is never called on error; the batch is
+ *  already freed). Thread-safe. */
 int fl_store_submit_take(fl_store_t *s, fl_span_batch_t *batch, fl_store_done_cb cb, void *ctx);
 /** 1 when a batch of n spans would be refused as BUSY right now (an admission hint). */
 int fl_store_would_block(fl_store_t *s, size_t n_spans);
+/** Wait until every batch submitted before this call has been called back. Returns FL_OK.
+ *  Thread-safe; never call it from a done callback. */
+int fl_store_flush(fl_store_t *s);
+/** Change the database size cap at run time (0: none); applied before the next commit. */
+void fl_store_set_max_db_bytes(fl_store_t *s, uint64_t max_bytes);
 
 typedef struct fl_store_stats {
-    uint64_t spans_stored;     /**< spans in the store (after dedup) */
-    uint64_t spans_duplicate;  /**< re-sent spans skipped since start */
+    uint64_t spans_stored;    /**< spans in the store (after dedup) */
+    uint64_t spans_duplicate; /**< re-sent spans skipped since start */
     uint64_t batches_committed;
     uint64_t commits;
-    uint64_t queue_spans;      /**< queued, not yet committed */
+    uint64_t queue_spans; /**< queued, not yet committed */
     uint64_t queue_batches;
-    uint64_t last_commit_ns;   /**< duration of the last commit */
-    uint64_t db_bytes;         /**< size of the database files */
-    uint64_t watermark_ns;     /**< latest span end time stored */
+    uint64_t last_commit_ns; /**< duration of the last commit */
+    uint64_t db_bytes;       /**< size of the database files */
+    uint64_t watermark_ns;   /**< latest span end time stored */
     uint64_t write_errors;
+    uint64_t blocks;      /**< column blocks in the store */
+    uint64_t compactions; /**< small-block merges since start */
+    uint64_t index_bytes; /**< memory of the in-memory trace-id filters */
 } fl_store_stats_t;
 
 void fl_store_stats(fl_store_t *s, fl_store_stats_t *out);
@@ -63,7 +80,9 @@ void fl_store_stats(fl_store_t *s, fl_store_stats_t *out);
  * and see only committed data. Results are allocated in the caller's arena. */
 
 /** Every stored span of a trace, deduplicated, ordered by start time then span id, fully
- *  materialised (attributes, events, links, resource, scope). FL_ERR_NOT_FOUND when none. */
+ *  materialised (attributes, events, links, resource, scope; every string NUL-terminated).
+ *  Spans that shared a resource / scope share the pointer. FL_ERR_NOT_FOUND when none,
+ *  FL_ERR_NOMEM (arena), FL_ERR_STORE_CORRUPT, FL_ERR_STORE_FULL (I/O). */
 int fl_store_get_trace(fl_store_t *s, const uint8_t trace_id[16], fl_arena_t *arena,
                        fl_span_t **spans, size_t *n_spans);
 
@@ -74,22 +93,24 @@ typedef struct fl_trace_query {
     uint64_t end_ns;          /**< span start <= end_ns (0: unbounded) */
     uint64_t min_duration_ns; /**< the matching span lasts at least this */
     int errors_only;          /**< the matching span has status ERROR */
-    size_t limit;             /**< max traces (0: 20); newest first */
+    size_t limit;             /**< max traces (0: 20; at most 10,000); newest first */
 } fl_trace_query_t;
 
 typedef struct fl_trace_summary {
     uint8_t trace_id[16];
     const char *root_service; /**< service of the root span (earliest span if no root) */
     const char *root_name;
-    uint64_t start_ns;        /**< earliest span start */
-    uint64_t end_ns;          /**< latest span end */
+    uint64_t start_ns; /**< earliest span start */
+    uint64_t end_ns;   /**< latest span end */
     size_t n_spans;
     size_t n_errors;
-    const char **services;    /**< distinct services, sorted */
+    const char **services; /**< distinct services, sorted */
     size_t n_services;
 } fl_trace_summary_t;
 
-/** Traces with at least one span matching the query, newest first. */
+/** Traces with at least one span matching the query (all filters on the same span), at most
+ *  limit of them: the traces whose latest matching span starts last, returned ordered by
+ *  trace start, newest first. An unknown service or operation gives 0 results and FL_OK. */
 int fl_store_search_traces(fl_store_t *s, const fl_trace_query_t *q, fl_arena_t *arena,
                            fl_trace_summary_t **out, size_t *n);
 
@@ -102,6 +123,10 @@ typedef struct fl_service_info {
 
 /** Every service seen, sorted by name, with its operations. */
 int fl_store_list_services(fl_store_t *s, fl_arena_t *arena, fl_service_info_t **out, size_t *n);
+
+/** Run SQLite's integrity check on a read connection (slow on a big store: for tests and
+ *  crash-consistency checks). FL_OK, or FL_ERR_STORE_CORRUPT with the first problem in err. */
+int fl_store_integrity_check(fl_store_t *s, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

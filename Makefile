@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: Apache-2.0
+# The front door: make run | test | demo | bench | clean. CMake does the real build.
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+ARGS       ?=
+CTEST_ARGS ?=
+
+# Debian 12 packages the build, the tests and the interop tests need.
+DEB_PKGS = build-essential cmake pkg-config libuv1-dev libnghttp2-dev libssl-dev \
+           libsqlite3-dev sqlite3 libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \
+           libhttp-parser-dev zlib1g-dev libzstd-dev libsnappy-dev libjansson-dev \
+           curl openssl ca-certificates
+
+.PHONY: all deps deps-apt deps-npm build build-asan run test test-unit test-asan demo bench clean help
+
+all: build
+
+help:
+	@echo "make run    build and run faultline with default settings (ARGS=... adds flags)"
+	@echo "make test   build, run every test, then again under ASan+UBSan"
+	@echo "make demo   run faultline, the demo services and steady traffic (Ctrl-C stops all)"
+	@echo "make deps   install missing Debian packages and the npm packages of the interop tests"
+	@echo "make clean  remove build directories"
+
+deps: deps-apt deps-npm
+
+deps-apt:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "missing packages:$$missing"; \
+	    echo "run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+deps-npm:
+	@if [ -f tests/interop/package-lock.json ] && [ ! -d tests/interop/node_modules ]; then \
+	  echo "installing the OpenTelemetry JS SDK for the interop tests (npm ci)"; \
+	  cd tests/interop && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps-apt $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(BUILD_ASAN)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DFL_SANITIZE=address,undefined
+
+build-asan: deps-apt $(BUILD_ASAN)/CMakeCache.txt
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+
+run: build
+	./$(BUILD)/faultline serve $(ARGS)
+
+test-unit: deps build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test-asan: deps build-asan
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS) -LE interop $(CTEST_ARGS)
+
+test: test-unit test-asan
+
+demo: build
+	./demo-services/demo.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Protobuf pre-scan: walks the wire format once, before protobuf-c unpacks it, to cap the
+ * nesting depth (protobuf-c recurses without a limit and AnyValue nests in itself). */
+#include "receiver_int.h"
+
+#include <string.h>
+
+typedef struct pscan {
+    int max_depth;
+    /* first wire error of the top-level message */
+    size_t err_off;
+    const char *err_what;
+    uint32_t err_field;
+} pscan_t;
+
+enum { SCAN_OK = 0, SCAN_NOT_MESSAGE = 1 };
+
+static inline int read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70 && *i < len; shift += 7) {
+        uint8_t b = p[(*i)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* 1 when [p, p+len) is a well-formed message at its own level (nested fields unchecked). */
+static int flat_ok(const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint64_t key, v;
+        if (read_varint(p, len, &i, &key) < 0 || (key >> 3) == 0 || (key >> 3) > 0x1FFFFFFF)
+            return 0;
+        switch (key & 7) {
+        case 0:
+            if (read_varint(p, len, &i, &v) < 0)
+                return 0;
+            break;
+        case 1:
+            if (len - i < 8)
+                return 0;
+            i += 8;
+            break;
+        case 5:
+            if (len - i < 4)
+                return 0;
+            i += 4;
+            break;
+        case 2:
+            if (read_varint(p, len, &i, &v) < 0 || v > len - i)
+                return 0;
+            i += (size_t)v;
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* SCAN_OK when [p, p+len) is a well-formed message whose nested messages stay within the
+ * depth cap; SCAN_NOT_MESSAGE when it is not a message (then it is a string or bytes
+ * field, which is fine below the top level); FL_ERR_TOO_DEEP. Each byte is scanned at
+ * most once per level that tries it, and a string usually fails within a few bytes. */
+static int scan(pscan_t *ps, const uint8_t *p, size_t len, int depth, size_t base)
+{
+    size_t i = 0;
+    /* Past the cap, only a field that really is a message counts as too deep; a string
+     * that merely starts like one does not. */
+    if (depth > ps->max_depth)
+        return flat_ok(p, len) ? FL_ERR_TOO_DEEP : SCAN_NOT_MESSAGE;
+    while (i < len) {
+        size_t at = i;
+        uint64_t key, v;
+        if (read_varint(p, len, &i, &key) < 0) {
+            if (depth == 1) {
+                ps->err_off = base + at;
+                ps->err_what = "truncated field key";
+                ps->err_field = 0;
+            }
+            return SCAN_NOT_MESSAGE;
+        }
+        uint64_t field = key >> 3;
+        unsigned wt = (unsigned)(key & 7);
+        const char *bad = NULL;
+        if (field == 0 || field > 0x1FFFFFFF) {
+            bad = "invalid field number";
+        } else {
+            switch (wt) {
+            case 0:
+                if (read_varint(p, len, &i, &v) < 0)
+                    bad = "truncated varint";
+                break;
+            case 1:
+                if (len - i < 8)
+                    bad = "truncated 64-bit field";
+                else
+                    i += 8;
+                break;
+            case 5:
+                if (len - i < 4)
+                    bad = "truncated 32-bit field";
+                else
+                    i += 4;
+                break;
+            case 2:
+                if (read_varint(p, len, &i, &v) < 0) {
+                    bad = "truncated length";
+                } else if (v > len - i) {
+                    bad = "length-delimited field runs past the end of its message";
+                } else {
+                    if (v > 0) {
+                        int r = scan(ps, p + i, (size_t)v, depth + 1, base + i);
+                        if (r == FL_ERR_TOO_DEEP)
+                            return r;
+                    }
+                    i += (size_t)v;
+                }
+                break;
+            default:
+                bad = wt == 3 || wt == 4 ? "groups are not supported" : "invalid wire type";
+                break;
+            }
+        }
+        if (bad) {
+            if (depth == 1) {
+                ps->err_off = base + at;
+                ps->err_what = bad;
+                ps->err_field = (uint32_t)(field > 0x1FFFFFFF ? 0 : field);
+            }
+            return SCAN_NOT_MESSAGE;
+        }
+    }
+    return SCAN_OK;
+}
+
+int fl_otlp_prescan(const uint8_t *buf, size_t len, int max_depth, char *err, size_t errlen)
+{
+    pscan_t ps;
+    memset(&ps, 0, sizeof(ps));
+    ps.max_depth = max_depth > 0 ? max_depth : FL__DEFAULT_MAX_DEPTH;
+    int r = scan(&ps, buf, len, 1, 0);
+    if (r == SCAN_OK)
+        return FL_OK;
+    if (r == FL_ERR_TOO_DEEP)
+        return fl__errf(err, errlen, FL_ERR_TOO_DEEP,
+                        "protobuf: messages nested deeper than %d levels", ps.max_depth);
+    if (ps.err_field)
+        return fl__errf(err, errlen, FL_ERR_DECODE, "protobuf: %s (field %u) at byte offset %zu",
+                        ps.err_what, ps.err_field, ps.err_off);
+    return fl__errf(err, errlen, FL_ERR_DECODE, "protobuf: %s at byte offset %zu", ps.err_what,
+                    ps.err_off);
+}

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* End-to-end test harness (see harness.h). */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+char *fl_test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = malloc((size_t)n + 1);
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    if (p) {
+        p[n] = 0;
+        if (len)
+            *len = (size_t)n;
+    }
+    return p;
+}
+
+/* Servers still running when the test process exits (a failed assertion skips the
+ * teardown) are killed, so no test leaves a faultline behind. */
+#define MAX_TRACKED 64
+static pid_t tracked[MAX_TRACKED];
+
+static void kill_tracked(void)
+{
+    for (int i = 0; i < MAX_TRACKED; i++)
+        if (tracked[i] > 0 && kill(tracked[i], 0) == 0)
+            kill(tracked[i], SIGKILL);
+}
+
+static void track(pid_t pid)
+{
+    static int registered;
+    if (!registered) {
+        atexit(kill_tracked);
+        registered = 1;
+    }
+    for (int i = 0; i < MAX_TRACKED; i++) {
+        if (tracked[i] <= 0 || kill(tracked[i], 0) != 0) {
+            tracked[i] = pid;
+            return;
+        }
+    }
+}
+
+void fl_test_track_pid(pid_t pid)
+{
+    track(pid);
+}
+
+int fl_test_server_start(fl_test_server_t *s, const char *const *extra_args)
+{
+    if (!s->dir[0]) {
+        snprintf(s->dir, sizeof(s->dir), "/tmp/fl-e2e-XXXXXX");
+        if (!mkdtemp(s->dir))
+            return -1;
+    }
+    snprintf(s->db, sizeof(s->db), "%s/faultline.db", s->dir);
+    snprintf(s->port_file, sizeof(s->port_file), "%s/ports.json", s->dir);
+    snprintf(s->log_path, sizeof(s->log_path), "%s/server.log", s->dir);
+    unlink(s->port_file);
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = FL_BUILD_DIR "/faultline";
+    argv[n++] = "serve";
+    const char *grpc = "127.0.0.1:0", *http = "127.0.0.1:0", *api = "127.0.0.1:0";
+    char gbuf[32], hbuf[32], abuf[32];
+    /* On restart, keep the ports the previous run had. */
+    if (s->api_port > 0) {
+        snprintf(gbuf, sizeof(gbuf), "127.0.0.1:%d", s->grpc_port);
+        snprintf(hbuf, sizeof(hbuf), "127.0.0.1:%d", s->http_port);
+        snprintf(abuf, sizeof(abuf), "127.0.0.1:%d", s->api_port);
+        grpc = gbuf;
+        http = hbuf;
+        api = abuf;
+    }
+    const char *base[] = {"--otlp-grpc", grpc,  "--otlp-http", http,         "--api", api,
+                          "--db",        s->db, "--port-file", s->port_file, NULL};
+    for (int i = 0; base[i]; i++)
+        argv[n++] = base[i];
+    for (int i = 0; extra_args && extra_args[i] && n < 62; i++)
+        argv[n++] = extra_args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        /* Neither stdout nor stderr may stay tied to the test's pipes: ctest waits for them
+         * to close, so a server left behind by a failed assertion would hang the run. */
+        int fd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    s->pid = pid;
+    track(pid);
+    for (int i = 0; i < 400; i++) { /* 20 s */
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            fprintf(stderr, "faultline exited during start-up; log:\n");
+            char *log = fl_test_read_file(s->log_path, NULL);
+            fprintf(stderr, "%s\n", log ? log : "");
+            free(log);
+            s->pid = 0;
+            return -1;
+        }
+        char *ports = fl_test_read_file(s->port_file, NULL);
+        if (ports) {
+            json_t *j = json_loads(ports, 0, NULL);
+            free(ports);
+            if (j) {
+                s->grpc_port = (int)json_integer_value(json_object_get(j, "otlp-grpc"));
+                s->http_port = (int)json_integer_value(json_object_get(j, "otlp-http"));
+                s->api_port = (int)json_integer_value(json_object_get(j, "api"));
+                json_decref(j);
+                int status = 0;
+                json_t *h = fl_test_get_json(s->api_port, "/health", &status);
+                json_decref(h);
+                if (status == 200)
+                    return 0;
+            }
+        }
+        sleep_ms(50);
+    }
+    fl_test_server_kill(s);
+    return -1;
+}
+
+int fl_test_server_stop(fl_test_server_t *s)
+{
+    if (s->pid <= 0)
+        return -1;
+    kill(s->pid, SIGTERM);
+    for (int i = 0; i < 400; i++) { /* the contract: exit within 15 s; we allow 20 */
+        int st;
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            s->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        sleep_ms(50);
+    }
+    fl_test_server_kill(s);
+    return -1;
+}
+
+void fl_test_server_kill(fl_test_server_t *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+        s->pid = 0;
+    }
+}
+
+void fl_test_server_cleanup(fl_test_server_t *s)
+{
+    if (s->pid > 0)
+        fl_test_server_kill(s);
+    if (s->dir[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
+        int rc = system(cmd);
+        (void)rc;
+        s->dir[0] = 0;
+    }
+}
+
+int fl_test_http(int port, const char *method, const char *path, const char *content_type,
+                 const char *content_encoding, const void *body, size_t len, fl_buf_t *resp_body,
+                 char *resp_headers, size_t resp_headers_len)
+{
+    fl_http_client_opts_t o = {0};
+    o.host = "127.0.0.1";
+    o.port = port;
+    o.timeout_ms = 30000;
+    fl_http_client_t *c = fl_http_client_new(&o);
+    if (!c)
+        return -1;
+    fl_net_header_t h[2];
+    size_t nh = 0;
+    if (content_type)
+        h[nh++] = (fl_net_header_t){"Content-Type", content_type};
+    if (content_encoding)
+        h[nh++] = (fl_net_header_t){"Content-Encoding", content_encoding};
+    fl_http_response_t r;
+    int rc = fl_http_client_request(c, method, path, h, nh, body, len, &r);
+    int status = -1;
+    if (rc == FL_OK) {
+        status = r.status;
+        if (resp_body) {
+            fl_buf_init(resp_body, 0);
+            fl_buf_append(resp_body, r.body.data ? (const char *)r.body.data : "", r.body.len);
+        }
+        if (resp_headers && resp_headers_len) {
+            snprintf(resp_headers, resp_headers_len, "%s",
+                     r.headers.data ? (const char *)r.headers.data : "");
+        }
+        fl_http_response_dispose(&r);
+    } else if (resp_body) {
+        fl_buf_init(resp_body, 0);
+    }
+    fl_http_client_free(c);
+    return status;
+}
+
+json_t *fl_test_get_json(int port, const char *path, int *status)
+{
+    fl_buf_t b;
+    int st = fl_test_http(port, "GET", path, NULL, NULL, NULL, 0, &b, NULL, 0);
+    if (status)
+        *status = st;
+    json_t *j = b.data ? json_loadb((const char *)b.data, b.len, 0, NULL) : NULL;
+    fl_buf_dispose(&b);
+    return j;
+}
+
+int fl_test_run_tool(const char *tool, const char *const *args)
+{
+    const char *argv[64];
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", FL_BUILD_DIR, tool);
+    int n = 0;
+    argv[n++] = path;
+    for (int i = 0; args && args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        execv(path, (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}

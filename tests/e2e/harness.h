@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* End-to-end test harness: starts the real faultline binary on ephemeral ports with a
+ * temporary database, runs the real tools, and talks to the server over HTTP. */
+#ifndef FAULTLINE_TEST_HARNESS_H
+#define FAULTLINE_TEST_HARNESS_H
+
+#include <faultline/common.h>
+#include <faultline/net.h>
+#include <jansson.h>
+#include <sys/types.h>
+
+typedef struct fl_test_server {
+    pid_t pid;
+    char dir[256]; /* temporary directory holding the database */
+    char db[512];
+    char port_file[512];
+    int grpc_port, http_port, api_port;
+    char log_path[512]; /* the server's stderr */
+} fl_test_server_t;
+
+/** Start build/faultline serve with ports 0 plus extra args (NULL-terminated), in a new
+ *  temp dir (or reusing s->dir when already set, for restarts). Waits for /health.
+ *  Returns 0 or -1. */
+int fl_test_server_start(fl_test_server_t *s, const char *const *extra_args);
+/** SIGTERM and wait; returns the exit status (or -1 on timeout: then SIGKILL). */
+int fl_test_server_stop(fl_test_server_t *s);
+/** SIGKILL and reap. */
+void fl_test_server_kill(fl_test_server_t *s);
+/** Kill pid (SIGKILL) when the test process exits, if it still runs then. */
+void fl_test_track_pid(pid_t pid);
+/** Remove the temp dir. */
+void fl_test_server_cleanup(fl_test_server_t *s);
+
+/** One HTTP request to 127.0.0.1:port. Returns the status (or -1); the body into body
+ *  (initialised here; dispose with fl_buf_dispose). */
+int fl_test_http(int port, const char *method, const char *path, const char *content_type,
+                 const char *content_encoding, const void *body, size_t len, fl_buf_t *resp_body,
+                 char *resp_headers, size_t resp_headers_len);
+/** GET a JSON document from the API; NULL unless 200 and valid JSON; status in *status. */
+json_t *fl_test_get_json(int port, const char *path, int *status);
+/** Run a program from the build dir with args (NULL-terminated); returns its exit code. */
+int fl_test_run_tool(const char *tool, const char *const *args);
+/** Read a whole file (NUL-terminated); NULL on failure. */
+char *fl_test_read_file(const char *path, size_t *len);
+
+#endif
