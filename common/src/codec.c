@@ -15,7 +15,7 @@ char *fl_hex_encode(const uint8_t *in, size_t n, char *out)
     return out;
 }
 
-static int hexval(int c)
+int fl_hex_value(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -31,7 +31,7 @@ int fl_hex_decode(const char *in, size_t in_len, uint8_t *out, size_t n)
     if (in_len != 2 * n)
         return FL_ERR_INVALID;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval((unsigned char)in[2 * i]), lo = hexval((unsigned char)in[2 * i + 1]);
+        int hi = fl_hex_value((unsigned char)in[2 * i]), lo = fl_hex_value((unsigned char)in[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return FL_ERR_INVALID;
         out[i] = (uint8_t)(hi << 4 | lo);

@@ -68,23 +68,12 @@ char *fl__grpc_pct_encode(const char *s)
     return out;
 }
 
-static int hexv(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 void fl__grpc_pct_decode(char *s)
 {
     char *o = s;
     for (char *p = s; *p; p++) {
         int hi, lo;
-        if (p[0] == '%' && (hi = hexv(p[1])) >= 0 && (lo = hexv(p[2])) >= 0) {
+        if (p[0] == '%' && (hi = fl_hex_value(p[1])) >= 0 && (lo = fl_hex_value(p[2])) >= 0) {
             *o++ = (char)(hi << 4 | lo);
             p += 2;
         } else {

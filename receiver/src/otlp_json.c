@@ -198,21 +198,11 @@ static inline int peek(jctx_t *c)
     return c->p < c->end ? (unsigned char)*c->p : 0;
 }
 
-static int hexv(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch |= 0x20;
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
 static int read_u4(const char *p, unsigned *out)
 {
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexv((unsigned char)p[i]);
+        int h = fl_hex_value((unsigned char)p[i]);
         if (h < 0)
             return -1;
         v = v << 4 | (unsigned)h;

@@ -174,6 +174,8 @@ int fl_size_parse(const char *s, uint64_t *bytes);
 
 /** Lowercase hex of n bytes into out (2n+1 bytes with NUL). Returns out. */
 char *fl_hex_encode(const uint8_t *in, size_t n, char *out);
+/** Value of one hex digit (any case), -1 when c is not one. */
+int fl_hex_value(int c);
 /** Decode exactly 2n hex characters (any case) into n bytes. FL_ERR_INVALID otherwise. */
 int fl_hex_decode(const char *in, size_t in_len, uint8_t *out, size_t n);
 /** Standard base64 with padding; out needs 4*((n+2)/3)+1 bytes. Returns the length. */

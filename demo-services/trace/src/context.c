@@ -3,6 +3,8 @@
  * OTLP endpoint URL rules. Pure string handling, no I/O. */
 #include "demotrace_int.h"
 
+#include <faultline/common.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,24 +14,13 @@ static int is_lchex(int c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decode n bytes from 2n lowercase hex characters; -1 on anything else. */
 static int lchex_decode(const char *s, uint8_t *out, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (!is_lchex(s[2 * i]) || !is_lchex(s[2 * i + 1]))
             return -1;
-        out[i] = (uint8_t)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
+        out[i] = (uint8_t)(fl_hex_value(s[2 * i]) << 4 | fl_hex_value(s[2 * i + 1]));
     }
     return 0;
 }
@@ -326,12 +317,12 @@ static char *trim_dup_decode(const char *a, const char *b, int *bad)
     size_t o = 0;
     for (const char *p = a; p < b; p++) {
         if (*p == '%') {
-            if (b - p < 3 || hexval(p[1]) < 0 || hexval(p[2]) < 0) {
+            if (b - p < 3 || fl_hex_value(p[1]) < 0 || fl_hex_value(p[2]) < 0) {
                 *bad = 1;
                 free(s);
                 return NULL;
             }
-            s[o++] = (char)(hexval(p[1]) << 4 | hexval(p[2]));
+            s[o++] = (char)(fl_hex_value(p[1]) << 4 | fl_hex_value(p[2]));
             p += 2;
         } else {
             s[o++] = *p;
