@@ -20,6 +20,7 @@ help:
 	@echo "make run    build and run faultline with default settings (ARGS=... adds flags)"
 	@echo "make test   build, run every test, then again under ASan+UBSan"
 	@echo "make demo   run faultline, the demo services and steady traffic (Ctrl-C stops all)"
+	@echo "make bench  ingest and read benchmark against the SQLite and decode ceilings (BENCH_ARGS=--quick)"
 	@echo "make deps   install missing Debian packages and the npm packages of the interop tests"
 	@echo "make clean  remove build directories"
 
@@ -73,6 +74,16 @@ test: test-unit test-asan
 
 demo: build
 	./demo-services/demo.sh $(BUILD)
+
+# Benchmarks run on a Release build of their own; BENCH_ARGS=--quick for a one-minute run.
+BUILD_RELEASE ?= build-release
+BENCH_ARGS    ?=
+$(BUILD_RELEASE)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_RELEASE) -DCMAKE_BUILD_TYPE=Release -DFL_BUILD_TESTS=OFF
+
+bench: deps-apt $(BUILD_RELEASE)/CMakeCache.txt
+	cmake --build $(BUILD_RELEASE) -j $(JOBS)
+	./tools/bench/run.sh $(BUILD_RELEASE) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -207,7 +207,7 @@ static int dict_get(fl__reader_t *r, uint32_t id, fl_arena_t *a, fl_str_t *out)
 /* Arena copy of a dictionary string. */
 static int dict_get_arena(fl__reader_t *r, uint32_t id, fl_arena_t *a, fl_str_t *out)
 {
-    fl_str_t s;
+    fl_str_t s = {0};
     int rc = dict_get(r, id, a, &s);
     if (rc != FL_OK)
         return rc;
