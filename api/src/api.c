@@ -562,6 +562,9 @@ fl_api_t *fl_api_new(const fl_api_opts_t *opts)
         api->store = opts->store;
         api->status_fn = opts->status_fn;
         api->status_ud = opts->status_ud;
+        api->analysis = opts->analysis;
+        api->analyze_fn = opts->analyze_fn;
+        api->analyze_ud = opts->analyze_ud;
         api->max_response = opts->max_response;
         api->max_call_mem = opts->max_call_mem;
     }
@@ -577,7 +580,8 @@ fl_api_t *fl_api_new(const fl_api_opts_t *opts)
     atomic_init(&api->n_refused, 0);
     api->started_ns = fl_time_now_ns();
     api->pool = fl_pool_new(threads, queue, "api");
-    if (!api->version || !api->pool || fl_api__register_builtin(api) != FL_OK) {
+    if (!api->version || !api->pool || fl_api__register_builtin(api) != FL_OK ||
+        fl_api__register_aiops(api) != FL_OK) {
         fl_api_free(api);
         return NULL;
     }

@@ -28,6 +28,9 @@ struct fl_api {
     char *version;
     fl_api_status_fn status_fn;
     void *status_ud;
+    fl_analysis_t *analysis;
+    fl_api_analyze_fn analyze_fn;
+    void *analyze_ud;
     fl_pool_t *pool;
     fl_api_route_ent_t *routes;
     size_t n_routes;
@@ -65,5 +68,10 @@ int fl_api__pct_decode(const char *s, size_t len, int plus_space, char *out, siz
 
 /** Register the built-in routes (api_routes.c). */
 int fl_api__register_builtin(fl_api_t *api);
+/** Register the analysis routes: /aiops/metrics, baselines, anomalies, analyze and
+ *  /api/dependencies (api_aiops.c). */
+int fl_api__register_aiops(fl_api_t *api);
+/** Write the "analysis" member of GET /aiops/status (api_aiops.c); nothing without engine. */
+void fl_api__write_analysis_status(fl_api_t *api, fl_jw_t *w);
 
 #endif

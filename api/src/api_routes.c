@@ -254,6 +254,8 @@ static void route_status(fl_api_call_t *call, void *ud)
         fl_jw_uint(w, st.spans_stored);
         fl_jw_key(w, "spans_duplicate");
         fl_jw_uint(w, st.spans_duplicate);
+        fl_jw_key(w, "spans_future");
+        fl_jw_uint(w, st.spans_future);
         fl_jw_key(w, "queue_spans");
         fl_jw_uint(w, st.queue_spans);
         fl_jw_key(w, "queue_batches");
@@ -280,6 +282,7 @@ static void route_status(fl_api_call_t *call, void *ud)
     fl_jw_key(w, "queue_depth");
     fl_jw_uint(w, fl_pool_depth(api->pool));
     fl_jw_obj_end(w);
+    fl_api__write_analysis_status(api, w);
     if (api->status_fn)
         api->status_fn(api->status_ud, w);
     fl_jw_obj_end(w);

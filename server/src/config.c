@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum opt_type { OPT_STR, OPT_SIZE, OPT_INT, OPT_DURATION, OPT_BOOL };
+enum opt_type { OPT_STR, OPT_SIZE, OPT_INT, OPT_DURATION, OPT_BOOL, OPT_FLOAT };
 
 typedef struct opt {
     const char *name; /* flag without the leading dashes */
@@ -21,7 +21,7 @@ typedef struct opt {
     size_t offset;
     size_t size; /* for strings */
     const char *def;
-    int64_t min, max; /* for integers */
+    int64_t min, max; /* for integers and floats */
     const char *help;
 } opt_t;
 
@@ -73,6 +73,22 @@ static const opt_t options[] = {
     {"synchronous-full", "FAULTLINE_SYNCHRONOUS_FULL", NULL, NUM(OPT_BOOL, synchronous_full),
      "false", 0, 1,
      "fsync every commit (survives power loss; the default survives process crashes)"},
+    {"bucket", "FAULTLINE_BUCKET", NULL, NUM(OPT_DURATION, bucket), "10s", 0, 0,
+     "width of the analysis time buckets (1s .. 1h); keep it across restarts, the learned "
+     "state of another width is discarded"},
+    {"analysis-interval", "ANALYSIS_INTERVAL", "FAULTLINE_ANALYSIS_INTERVAL",
+     NUM(OPT_DURATION, analysis_interval), "10s", 0, 0,
+     "run the analysis this often (it also runs whenever a bucket closes); a bare number is "
+     "seconds"},
+    {"baseline-window", "BASELINE_WINDOW", "FAULTLINE_BASELINE_WINDOW",
+     NUM(OPT_DURATION, baseline_window), "1h", 0, 0,
+     "memory of the self-learning baselines (EWMA time constant); a bare number is seconds"},
+    {"anomaly-threshold", "ANOMALY_THRESHOLD", "FAULTLINE_ANOMALY_THRESHOLD",
+     NUM(OPT_FLOAT, anomaly_threshold), "3.0", 1, 1000,
+     "latency anomaly: observed / baseline ratio that must be reached (and be significant)"},
+    {"error-rate-threshold", "ERROR_RATE_THRESHOLD", "FAULTLINE_ERROR_RATE_THRESHOLD",
+     NUM(OPT_FLOAT, error_rate_threshold), "0.2", 0, 1,
+     "error anomaly: error rate (0..1) that must be exceeded (and be significant)"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -116,6 +132,18 @@ static int set_opt(fl_config_t *c, const opt_t *o, const char *val, const char *
         }
         int64_t v64 = v;
         memcpy(field, &v64, sizeof(v64));
+        return 0;
+    }
+    case OPT_FLOAT: {
+        char *end;
+        errno = 0;
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || !(v >= (double)o->min && v <= (double)o->max)) {
+            snprintf(err, errlen, "%s: \"%s\" is not a number from %lld to %lld", origin, val,
+                     (long long)o->min, (long long)o->max);
+            return -1;
+        }
+        memcpy(field, &v, sizeof(v));
         return 0;
     }
     case OPT_BOOL: {
@@ -216,15 +244,19 @@ void fl_config_help(FILE *out)
                           : o->type == OPT_SIZE     ? "SIZE"
                           : o->type == OPT_DURATION ? "DURATION"
                           : o->type == OPT_BOOL     ? "[BOOL]"
+                          : o->type == OPT_FLOAT    ? "X"
                                                     : "N";
-        fprintf(out, "  --%s %s\n      %s\n      env %s, default %s\n", o->name, arg, o->help,
-                o->env, *o->def ? o->def : "(none)");
+        fprintf(out, "  --%s %s\n      %s\n      env %s%s%s, default %s\n", o->name, arg, o->help,
+                o->env, o->alt_env ? " or " : "", o->alt_env ? o->alt_env : "",
+                *o->def ? o->def : "(none)");
     }
     fprintf(out, "\nEndpoints:\n"
                  "  OTLP/gRPC  opentelemetry.proto.collector.trace.v1.TraceService/Export\n"
                  "  OTLP/HTTP  POST /v1/traces (application/x-protobuf or application/json;\n"
                  "             gzip, deflate, zstd, snappy)\n"
-                 "  API        GET /health, /api/traces/{id}, /api/traces, /api/services\n"
+                 "  API        GET /health, /api/traces/{id}, /api/traces, /api/services,\n"
+                 "             /api/dependencies, /aiops/metrics[/{service}], /aiops/baselines,\n"
+                 "             /aiops/anomalies, /aiops/status; POST /aiops/analyze\n"
                  "Signals: SIGTERM/SIGINT drain in-flight requests, commit and exit.\n");
 }
 

@@ -30,6 +30,11 @@ typedef struct fl_config {
     int64_t max_streams;
     uint64_t idle_timeout;
     int synchronous_full;
+    uint64_t bucket;
+    uint64_t analysis_interval;
+    uint64_t baseline_window;
+    double anomaly_threshold;
+    double error_rate_threshold;
 } fl_config_t;
 
 /** Fill defaults, then environment variables. */

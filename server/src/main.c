@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* faultline: the composition root. Reads the configuration, opens the store, wires the
- * receiver's sink to the store writer, starts the listeners and handles signals. */
+ * receiver's sink to the store writer and the store's commit observer to the analysis
+ * engine, runs the analysis thread, starts the listeners and handles signals. */
 #include "config.h"
+#include "analysis_rt.h"
 
+#include <faultline/analysis.h>
 #include <faultline/api.h>
 #include <faultline/common.h>
 #include <faultline/net.h>
@@ -30,8 +33,10 @@ static int sink_would_block(void *ud, size_t n_spans)
 /* Receiver figures for GET /aiops/status (the API does not depend on the receiver). */
 static void receiver_status(void *ud, fl_jw_t *w)
 {
+    fl_analysis_rt_t *rt = ud;
     fl_receiver_stats_t st;
-    fl_receiver_stats(ud, &st);
+    fl_receiver_stats(fl_analysis_rt_receiver(rt), &st);
+    fl_analysis_rt_status(rt, w);
     fl_jw_key(w, "ingest");
     fl_jw_obj_begin(w);
     fl_jw_key(w, "requests");
@@ -48,7 +53,17 @@ static void receiver_status(void *ud, fl_jw_t *w)
     fl_jw_uint(w, st.inflight_bytes);
     fl_jw_key(w, "inflight_requests");
     fl_jw_uint(w, st.inflight_requests);
+    fl_analysis_rt_rates(rt, w);
     fl_jw_obj_end(w);
+}
+
+static int receiver_sample(void *ud, uint64_t *accepted, uint64_t *refused)
+{
+    fl_receiver_stats_t st;
+    fl_receiver_stats(ud, &st);
+    *accepted = st.spans_accepted;
+    *refused = st.requests_refused;
+    return 0;
 }
 
 typedef struct listener_spec {
@@ -119,6 +134,7 @@ static int serve(const fl_config_t *cfg)
     int rc = 1;
     char err[1024] = "";
     fl_store_t *store = NULL;
+    fl_analysis_rt_t *rt = NULL;
     fl_receiver_t *recv = NULL;
     fl_api_t *api = NULL;
     fl_net_t *ingest = NULL, *apinet = NULL;
@@ -149,6 +165,19 @@ static int serve(const fl_config_t *cfg)
                err);
         goto out;
     }
+    fl_analysis_rt_opts_t rto = {
+        .store = store,
+        .bucket_ns = cfg->bucket,
+        .interval_ns = cfg->analysis_interval,
+        .baseline_window_ns = cfg->baseline_window,
+        .anomaly_threshold = cfg->anomaly_threshold,
+        .error_rate_threshold = cfg->error_rate_threshold,
+    };
+    rt = fl_analysis_rt_new(&rto, err, sizeof(err));
+    if (!rt) {
+        fl_log(FL_LOG_ERROR, "server", "cannot start the analysis error=\"%s\"", err);
+        goto out;
+    }
     fl_receiver_opts_t ro = {0};
     ro.sink.submit_take = sink_submit;
     ro.sink.would_block = sink_would_block;
@@ -163,10 +192,14 @@ static int serve(const fl_config_t *cfg)
         fl_log(FL_LOG_ERROR, "server", "cannot start the receiver error=\"%s\"", err);
         goto out;
     }
+    fl_analysis_rt_set_receiver(rt, recv, receiver_sample);
     fl_api_opts_t ao = {0};
     ao.store = store;
     ao.status_fn = receiver_status;
-    ao.status_ud = recv;
+    ao.status_ud = rt;
+    ao.analysis = fl_analysis_rt_engine(rt);
+    ao.analyze_fn = fl_analysis_rt_analyze;
+    ao.analyze_ud = rt;
     ao.threads = (int)cfg->api_threads;
     api = fl_api_new(&ao);
     if (!api) {
@@ -216,6 +249,8 @@ out:;
     fl_net_free(ingest);
     fl_net_free(apinet);
     fl_api_free(api);
+    /* Every acknowledged span is observed; a last run and save keep the learned state. */
+    fl_analysis_rt_stop(rt);
     if (store) {
         fl_store_stats_t st;
         fl_store_stats(store, &st);
@@ -223,6 +258,7 @@ out:;
         fl_log(FL_LOG_INFO, "server", "stopped spans_stored=%llu",
                (unsigned long long)st.spans_stored);
     }
+    fl_analysis_rt_free(rt);
     if (*cfg->port_file)
         unlink(cfg->port_file);
     return rc;
@@ -272,6 +308,10 @@ int main(int argc, char **argv)
     fl_log_set_json(!strcmp(cfg.log_format, "json"));
     if (!*cfg.tls_cert != !*cfg.tls_key) {
         fprintf(stderr, "faultline: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (cfg.analysis_interval < 100000000ull) {
+        fprintf(stderr, "faultline: --analysis-interval: must be at least 100ms\n");
         return 2;
     }
     if (*cfg.tls_client_ca && !*cfg.tls_cert) {

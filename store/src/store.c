@@ -89,6 +89,7 @@ typedef struct migration {
 /* Append new steps at the end; each runs once, in its own transaction. */
 static const migration_t migrations[] = {
     {1, FL_SQL_MIGRATION_V1},
+    {2, FL_SQL_MIGRATION_V2},
 };
 
 static int migrate(sqlite3 *db, char *err, size_t errlen)
@@ -248,6 +249,8 @@ static void opts_defaults(fl_store_opts_t *o)
         o->readers = 4;
     if (!o->dedup_window_spans)
         o->dedup_window_spans = 4000000;
+    if (!o->future_skew_ns)
+        o->future_skew_ns = 600ull * 1000000000ull;
 }
 
 int fl_store_open(const fl_store_opts_t *opts, fl_store_t **out, char *err, size_t errlen)
@@ -280,7 +283,7 @@ int fl_store_open(const fl_store_opts_t *opts, fl_store_t **out, char *err, size
 
     if (pthread_mutex_init(&s->mu, NULL) || pthread_cond_init(&s->cv_work, NULL) ||
         pthread_cond_init(&s->cv_done, NULL) || pthread_mutex_init(&s->rmu, NULL) ||
-        pthread_cond_init(&s->rcv, NULL)) {
+        pthread_cond_init(&s->rcv, NULL) || pthread_mutex_init(&s->amu, NULL)) {
         rc = FL_ERR_NOMEM;
         set_err(err, errlen, "cannot initialise locks");
         goto fail;
@@ -301,6 +304,8 @@ int fl_store_open(const fl_store_opts_t *opts, fl_store_t **out, char *err, size
     if (rc != FL_OK)
         goto fail;
     if ((rc = fl__writer_load(s, err, errlen)) != FL_OK)
+        goto fail;
+    if ((rc = fl__aux_open(s, err, errlen)) != FL_OK)
         goto fail;
 
     s->readers = calloc((size_t)s->opts.readers, sizeof(*s->readers));
@@ -334,6 +339,7 @@ fail:
         free(s->readers);
         free(s->free_readers);
         fl__writer_free(s->w);
+        fl__aux_close(s);
         if (tix_init)
             fl__tix_dispose(&s->tix);
         if (mu_init) {
@@ -342,6 +348,7 @@ fail:
             pthread_cond_destroy(&s->cv_done);
             pthread_mutex_destroy(&s->rmu);
             pthread_cond_destroy(&s->rcv);
+            pthread_mutex_destroy(&s->amu);
         }
         free(s->path);
         free(s);
@@ -364,12 +371,14 @@ void fl_store_close(fl_store_t *s)
     free(s->readers);
     free(s->free_readers);
     fl__writer_free(s->w);
+    fl__aux_close(s);
     fl__tix_dispose(&s->tix);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv_work);
     pthread_cond_destroy(&s->cv_done);
     pthread_mutex_destroy(&s->rmu);
     pthread_cond_destroy(&s->rcv);
+    pthread_mutex_destroy(&s->amu);
     free(s->path);
     free(s);
 }
@@ -442,6 +451,15 @@ void fl_store_set_max_db_bytes(fl_store_t *s, uint64_t max_bytes)
 {
     pthread_mutex_lock(&s->mu);
     s->max_db_bytes = max_bytes;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void fl_store_set_observer(fl_store_t *s, fl_store_observer_fn fn, void *ud)
+{
+    /* Taken under the queue lock so a writer that picks up the next group sees both. */
+    pthread_mutex_lock(&s->mu);
+    s->observer = fn;
+    s->observer_ud = ud;
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -438,6 +438,14 @@ struct fl_store {
     fl__writer_t *w;
     fl__tix_t tix;
 
+    /* commit observer (set before ingest starts; read by the writer only) */
+    fl_store_observer_fn observer;
+    void *observer_ud;
+
+    /* analysis persistence: an auxiliary write connection (store_analysis.c) */
+    pthread_mutex_t amu;
+    struct fl__aux *aux;
+
     pthread_mutex_t rmu;
     pthread_cond_t rcv;
     fl__reader_t **readers;
@@ -458,6 +466,10 @@ int fl__writer_load(fl_store_t *s, char *err, size_t errlen);
 /** Write one group of queue entries in one transaction; calls back and frees each. */
 void fl__writer_group(fl_store_t *s, fl__qent_t *list);
 void fl__writer_apply_limits(fl_store_t *s);
+
+/* analysis persistence (store_analysis.c) */
+int fl__aux_open(fl_store_t *s, char *err, size_t errlen);
+void fl__aux_close(fl_store_t *s);
 
 /* readers (store_read.c) */
 /** The oldest layout epoch a reader may still be using (UINT64_MAX: none). */

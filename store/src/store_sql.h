@@ -88,6 +88,17 @@
     " span_count INTEGER NOT NULL,"                                                                \
     " PRIMARY KEY(service_id, name_id)) WITHOUT ROWID;"
 
+/* Version 2: persistence for analysis/ (docs/store.md "Analysis state"): named state blobs
+ * (upserted) and closed rollup buckets keyed by their start (unix ns, event time). */
+#define FL_SQL_MIGRATION_V2                                                                        \
+    "CREATE TABLE analysis_state("                                                                 \
+    " key TEXT PRIMARY KEY,"                                                                       \
+    " value BLOB NOT NULL,"                                                                        \
+    " updated_ns INTEGER NOT NULL);"                                                               \
+    "CREATE TABLE analysis_buckets("                                                               \
+    " bucket_start INTEGER PRIMARY KEY,"                                                           \
+    " data BLOB NOT NULL);"
+
 /* ---------------------------------------------------------------- transactions */
 
 #define FL_SQL_BEGIN "BEGIN"
@@ -127,6 +138,25 @@
 #define FL_SQL_HEAVY_DELETE "DELETE FROM block_heavy WHERE id BETWEEN ?1 AND ?2"
 #define FL_SQL_BLOOM_DELETE "DELETE FROM block_bloom WHERE id BETWEEN ?1 AND ?2"
 #define FL_SQL_OPS_DELETE "DELETE FROM block_ops WHERE block_id BETWEEN ?1 AND ?2"
+
+/* ---------------------------------------------------------------- analysis persistence
+ * Run on the store's auxiliary write connection (store_analysis.c), never the writer's. */
+
+#define FL_SQL_ASTATE_PUT                                                                          \
+    "INSERT INTO analysis_state(key, value, updated_ns) VALUES(?1, ?2, ?3)"                        \
+    " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_ns = excluded.updated_ns"
+#define FL_SQL_ASTATE_GET "SELECT value FROM analysis_state WHERE key = ?1"
+#define FL_SQL_ABUCKET_PUT                                                                         \
+    "INSERT OR REPLACE INTO analysis_buckets(bucket_start, data) VALUES(?1, ?2)"
+/* Buckets starting in [?1, ?2), oldest first. */
+#define FL_SQL_ABUCKET_RANGE                                                                       \
+    "SELECT bucket_start, data FROM analysis_buckets"                                              \
+    " WHERE bucket_start >= ?1 AND bucket_start < ?2 ORDER BY bucket_start"
+#define FL_SQL_ABUCKET_MAX "SELECT MAX(bucket_start) FROM analysis_buckets"
+/* Retention in small steps: at most ?2 buckets older than ?1 per call. */
+#define FL_SQL_ABUCKET_EXPIRE                                                                      \
+    "DELETE FROM analysis_buckets WHERE bucket_start IN (SELECT bucket_start FROM"                 \
+    " analysis_buckets WHERE bucket_start < ?1 ORDER BY bucket_start LIMIT ?2)"
 
 /* ---------------------------------------------------------------- open-time loading */
 

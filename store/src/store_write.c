@@ -92,7 +92,12 @@ struct fl__writer {
 
     sent_t *ents;
     size_t ents_cap;
-    uint32_t *order; /* ents sorted by (trace, span, seq) */
+    size_t n_ents;          /* entries of the last group written (ents[0 .. n_ents)) */
+    uint8_t *kept;          /* per entry: 1 stored, 2 stored but far in the future */
+    uint64_t *future_limit; /* per batch of the group: end times past this are "future" */
+    size_t future_cap;
+    uint64_t n_future; /* future spans in the last group written */
+    uint32_t *order;   /* ents sorted by (trace, span, seq) */
     skey_t *skeys;
     skey_t *skeys_tmp;
     uint64_t *batch_keys; /* dedup keys of one batch */
@@ -243,6 +248,8 @@ void fl__writer_free(fl__writer_t *w)
     bc_clear(&w->res);
     bc_clear(&w->scope);
     free(w->ents);
+    free(w->kept);
+    free(w->future_limit);
     free(w->order);
     free(w->skeys);
     free(w->skeys_tmp);
@@ -847,8 +854,14 @@ static int write_group(fl_store_t *s, fl__writer_t *w, fl__qent_t *list, int *bs
     sort_entries(w, n);
 
     /* Duplicates inside the group are now adjacent; the first submitted copy wins.
-     * order[0 .. m) keeps the survivors. */
+     * order[0 .. m) keeps the survivors; kept[] marks them for the commit observer. A span
+     * ending far past its receipt is stored but does not move the watermark: one bad clock
+     * must not make every later span late. */
     size_t m = 0;
+    w->n_ents = n;
+    w->n_future = 0;
+    if (n > 0)
+        memset(w->kept, 0, n);
     for (size_t j = 0; j < n; j++) {
         const sent_t *e = &w->ents[w->order[j]];
         if (m > 0) {
@@ -858,10 +871,13 @@ static int write_group(fl_store_t *s, fl__writer_t *w, fl__qent_t *list, int *bs
                 continue;
             }
         }
+        int future = e->row.sp->end_ns > w->future_limit[e->batch];
+        w->kept[w->order[j]] = future ? 2 : 1;
+        w->n_future += (uint64_t)future;
         w->order[m] = w->order[j];
         w->rows[m] = e->row;
         stored[e->batch]++;
-        if (e->row.sp->end_ns > *max_end)
+        if (!future && e->row.sp->end_ns > *max_end)
             *max_end = e->row.sp->end_ns;
         m++;
     }
@@ -931,6 +947,10 @@ static int ensure_group_capacity(fl__writer_t *w, size_t n)
         if (!ne)
             return FL_ERR_NOMEM;
         w->ents = ne;
+        uint8_t *nk = realloc(w->kept, n);
+        if (!nk)
+            return FL_ERR_NOMEM;
+        w->kept = nk;
         w->ents_cap = n;
     }
     if (n > w->rows_cap) {
@@ -1164,6 +1184,44 @@ static void compact_after_group(fl_store_t *s)
         compact_tail(s);
 }
 
+static int ensure_future_capacity(fl__writer_t *w, size_t nb)
+{
+    if (nb <= w->future_cap)
+        return FL_OK;
+    uint64_t *nf = realloc(w->future_limit, nb * sizeof(*nf));
+    if (!nf)
+        return FL_ERR_NOMEM;
+    w->future_limit = nf;
+    w->future_cap = nb;
+    return FL_OK;
+}
+
+/* Pass the spans the last group stored, in submission order, as runs of adjacent spans of
+ * one batch: no copy, and one call per batch when it held no duplicates. */
+static void notify_observer(fl__writer_t *w, fl_store_observer_fn fn, void *ud)
+{
+    const fl_span_t *run = NULL;
+    size_t run_n = 0;
+    uint32_t run_batch = 0;
+
+    for (size_t i = 0; i < w->n_ents; i++) {
+        const sent_t *e = &w->ents[i];
+        if (w->kept[i] != 1)
+            continue;
+        if (run_n && e->batch == run_batch && e->row.sp == run + run_n) {
+            run_n++;
+            continue;
+        }
+        if (run_n)
+            fn(ud, run, run_n);
+        run = e->row.sp;
+        run_n = 1;
+        run_batch = e->batch;
+    }
+    if (run_n)
+        fn(ud, run, run_n);
+}
+
 void fl__writer_group(fl_store_t *s, fl__qent_t *list)
 {
     fl__writer_t *w = s->w;
@@ -1179,16 +1237,26 @@ void fl__writer_group(fl_store_t *s, fl__qent_t *list)
     size_t n_rows = 0;
     uint64_t max_end = 0;
     uint64_t t0 = fl_time_mono_ns();
+    size_t b;
+    fl_store_observer_fn observer = NULL;
+    void *observer_ud = NULL;
 
     w->pend_n = 0;
     w->blooms.len = 0;
     w->blooms.oom = 0;
     w->svcops_n = 0;
-    if (!bstatus || !stored || !dups || ensure_group_capacity(w, total) != FL_OK) {
+    if (!bstatus || !stored || !dups || ensure_group_capacity(w, total) != FL_OK ||
+        ensure_future_capacity(w, nb) != FL_OK) {
         status = FL_ERR_NOMEM;
         goto callback;
     }
-    size_t b;
+    uint64_t now = fl_time_now_ns();
+    b = 0;
+    for (fl__qent_t *q = list; q; q = q->next, b++) {
+        uint64_t base = q->batch->received_ns ? q->batch->received_ns : now;
+        uint64_t skew = s->opts.future_skew_ns;
+        w->future_limit[b] = base > UINT64_MAX - skew ? UINT64_MAX : base + skew;
+    }
 
     int rc;
     for (;;) {
@@ -1263,10 +1331,17 @@ callback:
         s->stats.commits++;
         s->stats.watermark_ns = w->watermark;
         s->stats.last_commit_ns = fl_time_mono_ns() - t0;
+        s->stats.spans_future += w->n_future;
+        observer = s->observer;
+        observer_ud = s->observer_ud;
     } else {
         s->stats.write_errors++;
     }
     pthread_mutex_unlock(&s->mu);
+
+    /* Before the acknowledgements: a span the client saw acknowledged has been observed. */
+    if (status == FL_OK && observer)
+        notify_observer(w, observer, observer_ud);
 
     b = 0;
     for (fl__qent_t *q = list, *next; q; q = next, b++) {

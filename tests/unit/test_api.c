@@ -694,7 +694,7 @@ static void test_api_requests_without_store(void **state)
     json_t *j;
 
     assert_non_null(api);
-    assert_int_equal(fl_api_route(api, "GET", "/aiops/metrics/{id}", noop_route, "metrics", 0),
+    assert_int_equal(fl_api_route(api, "GET", "/test/metrics/{id}", noop_route, "metrics", 0),
                      FL_OK);
     assert_int_equal(fl_api_route(api, "GET", "/silent", silent_route, NULL, 0), FL_OK);
 
@@ -763,14 +763,14 @@ static void test_api_requests_without_store(void **state)
     reply_dispose(&r);
 
     /* Path parameters are percent-decoded; a handler that forgets to reply yields 500. */
-    j = request(api, "GET", "/aiops/metrics/check%2Fout%20%22x%22", &r);
+    j = request(api, "GET", "/test/metrics/check%2Fout%20%22x%22", &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(json_string_value(json_object_get(j, "route")), "metrics");
     assert_string_equal(json_string_value(json_object_get(j, "id")), "check/out \"x\"");
     assert_true(json_is_null(json_object_get(j, "missing")));
     json_decref(j);
     reply_dispose(&r);
-    j = request(api, "GET", "/aiops/metrics/a%00b", &r);
+    j = request(api, "GET", "/test/metrics/a%00b", &r);
     assert_int_equal(r.status, 400);
     json_decref(j);
     reply_dispose(&r);

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* faultline-load: drives traffic. Live mode sends POST /checkout to the demo at a given rate
- * and concurrency for a duration, shows progress on stderr and a latency/status summary. */
+ * and concurrency for a duration, shows progress on stderr and a latency/status summary;
+ * synthetic mode (synth_main.c) generates OTLP traces for a topology with scripted faults. */
+#include "load_int.h"
+
 #include <faultline/common.h>
 #include <faultline/net.h>
 
@@ -112,10 +115,13 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: faultline-load [live] [options]\n"
+        "       faultline-load synthetic --topology FILE [options]\n"
         "\n"
-        "Drive traffic at the faultline demo. Modes:\n"
-        "  live    send POST /checkout (a random order each time) to the running demo at a\n"
-        "          steady rate and concurrency; the default mode\n"
+        "Drive traffic at the faultline demo, or synthetic traces at a receiver. Modes:\n"
+        "  live       send POST /checkout (a random order each time) to the running demo at a\n"
+        "             steady rate and concurrency; the default mode\n"
+        "  synthetic  generate complete traces for a topology with scripted faults and send\n"
+        "             them as OTLP/HTTP protobuf, fast-forwarded in event time or live\n"
         "\n"
         "live options:\n"
         "  --url URL           base URL of the checkout service (default http://127.0.0.1:5000)\n"
@@ -135,7 +141,9 @@ static void usage(FILE *f)
         "Progress goes to stderr; the summary (requests, status counts, latency p50/p95/p99)\n"
         "to stdout when the run ends or on SIGINT/SIGTERM.\n"
         "Exit status: 0 when at least one request got an HTTP answer, 1 when none did,\n"
-        "2 on bad usage.\n");
+        "2 on bad usage.\n"
+        "\n");
+    fl__load_synthetic_usage(f);
 }
 
 static int parse_url(const char *url, opts_t *o)
@@ -485,9 +493,12 @@ int main(int argc, char **argv)
     o.timeout_ms = 10000;
 
     int i = 1;
+    if (i < argc && strcmp(argv[i], "synthetic") == 0)
+        return fl__load_synthetic_main(argc - 2, argv + 2);
     if (i < argc && argv[i][0] != '-') {
         if (strcmp(argv[i], "live") != 0) {
-            fprintf(stderr, "faultline-load: unknown mode '%s' (modes: live; see --help)\n",
+            fprintf(stderr,
+                    "faultline-load: unknown mode '%s' (modes: live, synthetic; see --help)\n",
                     argv[i]);
             return 2;
         }

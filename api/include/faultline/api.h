@@ -5,6 +5,7 @@
 #ifndef FAULTLINE_API_H
 #define FAULTLINE_API_H
 
+#include <faultline/analysis.h>
 #include <faultline/common.h>
 #include <faultline/net.h>
 #include <faultline/store.h>
@@ -24,6 +25,13 @@ typedef struct fl_api_call fl_api_call_t;
  *  open object: write keys and values only). Must be thread-safe. */
 typedef void (*fl_api_status_fn)(void *ud, fl_jw_t *w);
 
+/** Runs the analysis for POST /aiops/analyze: advance the watermark to until_ns (0: the
+ *  watermark observed from spans), run, persist, and fill out (allocated in arena). The
+ *  server supplies it so that runs are serialised with its analysis thread and closed
+ *  buckets are persisted. Returns FL_OK or an fl_err_t. Must be thread-safe. */
+typedef int (*fl_api_analyze_fn)(void *ud, uint64_t until_ns, fl_arena_t *arena,
+                                 fl_analysis_run_result_t *out);
+
 typedef struct fl_api_opts {
     fl_store_t *store;          /**< read by the routes; NULL: routes needing it answer 503 */
     int threads;                /**< worker threads running the handlers; 0: 2 */
@@ -36,6 +44,11 @@ typedef struct fl_api_opts {
     const char *version;        /**< reported by /health and /aiops/status; NULL: FL_VERSION */
     fl_api_status_fn status_fn; /**< extra /aiops/status fields; may be NULL */
     void *status_ud;
+    fl_analysis_t *analysis;      /**< engine behind /aiops/metrics, baselines, anomalies,
+                                       analyze and /api/dependencies; NULL: they answer 503 */
+    fl_api_analyze_fn analyze_fn; /**< POST /aiops/analyze; NULL: fl_analysis_run directly
+                                       (closed buckets are then not persisted) */
+    void *analyze_ud;
 } fl_api_opts_t;
 
 /** Create the API with its worker pool and the built-in routes (docs/api.md). The API starts

@@ -26,6 +26,10 @@ typedef struct fl_store_opts {
                                     Older duplicates are still merged at read time. */
     uint64_t max_db_bytes;     /**< cap on the database size (PRAGMA max_page_count); past it
                                     commits fail with FL_ERR_STORE_FULL; 0: no cap */
+    uint64_t future_skew_ns;   /**< a span ending more than this after its batch was received
+                                    (received_ns, else the commit's wall clock) is stored but
+                                    neither advances the watermark nor reaches the observer;
+                                    counted in spans_future. 0: 10 minutes */
 } fl_store_opts_t;
 
 /** Open (creating or migrating) the database and start the writer thread.
@@ -57,6 +61,19 @@ int fl_store_flush(fl_store_t *s);
 /** Change the database size cap at run time (0: none); applied before the next commit. */
 void fl_store_set_max_db_bytes(fl_store_t *s, uint64_t max_bytes);
 
+/** Commit observer: called on the writer thread after each successful group commit and
+ *  before that group's done callbacks (so an acknowledged span has been observed), with the
+ *  spans the commit newly stored, in submission order, in one or more calls per group.
+ *  Spans skipped as duplicates (of stored spans or within the group) and far-future spans
+ *  (see future_skew_ns) are never passed. The spans point into the submitted batches (no
+ *  copy) and are valid only during the call. The observer must be quick (it delays the
+ *  acknowledgement) and must not call the store's writer-side functions. */
+typedef void (*fl_store_observer_fn)(void *ud, const fl_span_t *spans, size_t n);
+
+/** Set (fn NULL: remove) the commit observer. Call before the first submit, or when no
+ *  commit is running; the writer reads it without a lock. */
+void fl_store_set_observer(fl_store_t *s, fl_store_observer_fn fn, void *ud);
+
 typedef struct fl_store_stats {
     uint64_t spans_stored;    /**< spans in the store (after dedup) */
     uint64_t spans_duplicate; /**< re-sent spans skipped since start */
@@ -68,9 +85,11 @@ typedef struct fl_store_stats {
     uint64_t db_bytes;       /**< size of the database files */
     uint64_t watermark_ns;   /**< latest span end time stored */
     uint64_t write_errors;
-    uint64_t blocks;      /**< column blocks in the store */
-    uint64_t compactions; /**< small-block merges since start */
-    uint64_t index_bytes; /**< memory of the in-memory trace-id filters */
+    uint64_t blocks;       /**< column blocks in the store */
+    uint64_t compactions;  /**< small-block merges since start */
+    uint64_t index_bytes;  /**< memory of the in-memory trace-id filters */
+    uint64_t spans_future; /**< stored spans ending too far past their receipt (ignored by
+                                the watermark and the observer) */
 } fl_store_stats_t;
 
 void fl_store_stats(fl_store_t *s, fl_store_stats_t *out);
@@ -123,6 +142,38 @@ typedef struct fl_service_info {
 
 /** Every service seen, sorted by name, with its operations. */
 int fl_store_list_services(fl_store_t *s, fl_arena_t *arena, fl_service_info_t **out, size_t *n);
+
+/* ---------------------------------------------------------------- analysis persistence
+ * Durable homes for analysis/'s blobs (the store does not look inside them): named state
+ * blobs and closed rollup buckets by start time (event time, unix ns). These calls use the
+ * store's own auxiliary write connection (serialised by a mutex, never the ingest writer's
+ * transaction), so they may be called from any thread. Errors: FL_ERR_INVALID,
+ * FL_ERR_NOMEM, FL_ERR_STORE_FULL (disk full / I/O / busy: retry later), FL_ERR_STORE. */
+
+/** One closed bucket to persist. */
+typedef struct fl_store_bucket {
+    uint64_t start_ns;
+    const void *data;
+    size_t len;
+} fl_store_bucket_t;
+
+/** In one transaction: upsert the state blob under key (key NULL: none), insert or replace
+ *  the given buckets, then delete at most 1,000 buckets that start more than retain_ns
+ *  before the newest stored bucket (0: keep 7 days), so retention proceeds in small steps. */
+int fl_store_analysis_save(fl_store_t *s, const char *key, const void *state, size_t state_len,
+                           const fl_store_bucket_t *buckets, size_t n_buckets, uint64_t retain_ns);
+
+/** Append the state blob stored under key to out. FL_ERR_NOT_FOUND when there is none. */
+int fl_store_analysis_load_state(fl_store_t *s, const char *key, fl_buf_t *out);
+
+/** Called per stored bucket, oldest first; data is valid during the call only. A nonzero
+ *  return stops the iteration (and is returned by fl_store_analysis_buckets). */
+typedef int (*fl_store_bucket_fn)(void *ud, uint64_t start_ns, const void *data, size_t len);
+
+/** Every stored bucket starting in [start_ns, end_ns) (end_ns 0: unbounded), oldest first.
+ *  FL_OK, an error above, or the callback's nonzero return. */
+int fl_store_analysis_buckets(fl_store_t *s, uint64_t start_ns, uint64_t end_ns,
+                              fl_store_bucket_fn fn, void *ud);
 
 /** Run SQLite's integrity check on a read connection (slow on a big store: for tests and
  *  crash-consistency checks). FL_OK, or FL_ERR_STORE_CORRUPT with the first problem in err. */
