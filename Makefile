@@ -10,9 +10,9 @@ CTEST_ARGS ?=
 DEB_PKGS = build-essential cmake pkg-config libuv1-dev libnghttp2-dev libssl-dev \
            libsqlite3-dev sqlite3 libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \
            libhttp-parser-dev zlib1g-dev libzstd-dev libsnappy-dev libjansson-dev \
-           curl openssl ca-certificates
+           curl openssl ca-certificates clang libclang-rt-14-dev zstd python3
 
-.PHONY: all deps deps-apt deps-npm build build-asan run test test-unit test-asan demo bench clean help
+.PHONY: all deps deps-apt deps-npm build build-asan run test test-unit test-asan demo bench fuzz clean help
 
 all: build
 
@@ -21,6 +21,7 @@ help:
 	@echo "make test   build, run every test, then again under ASan+UBSan"
 	@echo "make demo   run faultline, the demo services and steady traffic (Ctrl-C stops all)"
 	@echo "make bench  ingest and read benchmark against the SQLite and decode ceilings (BENCH_ARGS=--quick)"
+	@echo "make fuzz   run every libFuzzer target FUZZ_SECONDS (default 60) under ASan+UBSan"
 	@echo "make deps   install missing Debian packages and the npm packages of the interop tests"
 	@echo "make clean  remove build directories"
 
@@ -85,5 +86,17 @@ bench: deps-apt $(BUILD_RELEASE)/CMakeCache.txt
 	cmake --build $(BUILD_RELEASE) -j $(JOBS)
 	./tools/bench/run.sh $(BUILD_RELEASE) $(BENCH_ARGS)
 
+# libFuzzer targets (clang, ASan + UBSan); FUZZ_SECONDS per target.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 2
+$(FUZZ_BUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFL_FUZZ=ON \
+	  -DFL_BUILD_TESTS=OFF -DFL_SANITIZE=address,undefined
+
+fuzz: deps-apt $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) --target fuzz-targets -j $(JOBS)
+	FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_RELEASE) $(FUZZ_BUILD)

@@ -453,6 +453,15 @@ static int on_head(fl_net_req_t *req, void *ud)
             return FL_NET_RESPONDED;
         }
     } else {
+        if (route_grpc(path) >= 0) {
+            /* A gRPC method called without a gRPC content type (PROTOCOL-HTTP2.md: 415). */
+            atomic_fetch_add(&r->requests_failed, 1);
+            respond_text(req, 415,
+                         "415 unsupported media type: gRPC calls need content-type "
+                         "application/grpc",
+                         NULL);
+            return FL_NET_RESPONDED;
+        }
         signal = route_http(path);
         if (signal < 0) {
             atomic_fetch_add(&r->requests_failed, 1);

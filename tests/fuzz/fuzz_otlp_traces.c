@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libFuzzer target: OTLP protobuf. Pre-scan, then decode into a span batch (protobuf-c unpack
+ * and span extraction), check the batch invariants and that the pre-scan, the decoder and the
+ * item counter agree; the same bytes also go through the JSON decoder and the logs / metrics
+ * counters. Each input gets fresh arenas, freed before returning. */
+#include "fuzz_util.h"
+
+#include <faultline/receiver.h>
+
+static size_t decode_one(const uint8_t *data, size_t size, int format, int max_depth, int tight,
+                         int *rc_out)
+{
+    char err[256] = "";
+    fl_span_batch_t *b = fl_span_batch_new(0);
+    FUZZ_CHECK(b != NULL);
+    if (tight) /* exercise the FL_ERR_NOMEM paths: the arena limit runs out mid-decode */
+        fl_arena_set_limit(b->arena, 64 * 1024 + size);
+    int rc = fl_otlp_decode_traces_ex(data, size, format, max_depth, b, err, sizeof(err));
+    FUZZ_CHECK(fuzz_decode_rc_ok(rc));
+    size_t total = (size_t)-1;
+    if (rc == FL_OK) {
+        fuzz_check_batch(b);
+        total = b->n_spans + b->rejected;
+    } else {
+        FUZZ_CHECK(err[0] != '\0'); /* every failure names the problem */
+    }
+    fl_span_batch_free(b);
+    *rc_out = rc;
+    return total;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static int init;
+    if (!init) {
+        fuzz_quiet();
+        init = 1;
+    }
+    uint64_t h = fl_hash64(data, size, 0x5eed);
+    char err[256];
+
+    /* 1. pre-scan at the default cap, then the decoder that runs it too */
+    int pre = fl_otlp_prescan(data, size, 64, err, sizeof(err));
+    FUZZ_CHECK(pre == FL_OK || pre == FL_ERR_DECODE || pre == FL_ERR_TOO_DEEP);
+    int rc;
+    size_t total = decode_one(data, size, FL_OTLP_PROTOBUF, 64, 0, &rc);
+    if (pre == FL_ERR_TOO_DEEP)
+        FUZZ_CHECK(rc == FL_ERR_TOO_DEEP);
+    if (pre == FL_ERR_DECODE)
+        FUZZ_CHECK(rc != FL_OK);
+    if (rc == FL_OK) {
+        FUZZ_CHECK(pre == FL_OK);
+        size_t count = 0;
+        int crc = fl_otlp_count_items(FL_OTLP_TRACES, data, size, FL_OTLP_PROTOBUF, 64, &count, err,
+                                      sizeof(err));
+        FUZZ_CHECK(crc == FL_OK);
+        FUZZ_CHECK(count == total); /* every span is either kept or counted as rejected */
+    }
+
+    /* 2. a smaller cap and a tight arena on some inputs */
+    int small = 2 + (int)(h % 8);
+    int rc_small;
+    decode_one(data, size, FL_OTLP_PROTOBUF, small, (h >> 8) % 4 == 0, &rc_small);
+    if (rc == FL_ERR_TOO_DEEP)
+        FUZZ_CHECK(rc_small != FL_OK); /* a lower cap never accepts what a higher one refused */
+
+    /* 3. the same bytes as OTLP/JSON, and the logs / metrics counters */
+    int rc_json;
+    decode_one(data, size, FL_OTLP_JSON, 64, 0, &rc_json);
+    for (int sig = FL_OTLP_LOGS; sig <= FL_OTLP_METRICS; sig++) {
+        size_t count = 0;
+        int crc =
+            fl_otlp_count_items(sig, data, size, FL_OTLP_PROTOBUF, 64, &count, err, sizeof(err));
+        FUZZ_CHECK(fuzz_decode_rc_ok(crc));
+    }
+    return 0;
+}
