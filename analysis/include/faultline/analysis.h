@@ -491,6 +491,201 @@ int fl_analysis_export_bucket(fl_analysis_t *a, uint64_t bucket_start_ns, fl_buf
  *  FL_ERR_UNSUPPORTED, FL_ERR_INVALID (other bucket width), FL_ERR_NOMEM. */
 int fl_analysis_import_bucket(fl_analysis_t *a, const void *data, size_t len);
 
+/* ---------------------------------------------------------------- root-cause ranking */
+
+/** Read one whole trace: fill *spans / *n with its spans, allocated in arena (the store's
+ *  fl_store_get_trace has this shape). Return FL_OK, FL_ERR_NOT_FOUND (skipped) or another
+ *  error (ranking goes on without that trace). */
+typedef int (*fl_rca_fetch_trace_cb)(void *ud, const uint8_t trace_id[16], fl_arena_t *arena,
+                                     fl_span_t **spans, size_t *n);
+
+/** What to rank from. Traces come from fetch_trace (for the example trace ids of the
+ *  anomalies and extra_trace_ids, at most max_traces of them) and/or directly from spans
+ *  (offline use: any order, grouped by trace id here; at most max_traces traces are read). */
+typedef struct fl_rca_input {
+    const fl_anomaly_t *anomalies; /**< the open anomalies (fl_analysis_anomalies open_only) */
+    size_t n_anomalies;
+    fl_analysis_t *engine; /**< optional: learned self-time / gap baselines and the graph */
+    fl_rca_fetch_trace_cb fetch_trace; /**< optional */
+    void *fetch_ud;
+    const uint8_t (*extra_trace_ids)[16]; /**< normal traces to read, for comparison */
+    size_t n_extra_trace_ids;
+    const fl_span_t *spans; /**< optional: traces given directly */
+    size_t n_spans;
+    const fl_span_t *normal_spans; /**< optional: traces known to be normal (e.g. from before
+                                        the fault); like extra_trace_ids they never vote */
+    size_t n_normal_spans;
+    uint32_t max_traces;     /**< bound on traces examined (0: 200) */
+    uint32_t max_candidates; /**< candidates returned (0: 10) */
+} fl_rca_input_t;
+
+/** One ranked root-cause candidate. Strings live in the caller's arena. */
+typedef struct fl_rca_candidate {
+    const char *service;   /**< blamed service, or uninstrumented peer (virtual_peer = 1) */
+    const char *operation; /**< its operation ("" when only the service is known) */
+    int virtual_peer;
+    fl_anomaly_kind_t kind;    /**< LATENCY, ERROR, TIMEOUT or TRAFFIC */
+    double score;              /**< ranking score (higher first); comparable within one result */
+    double confidence;         /**< 0..1, spectrum (Ochiai) of anomalous vs normal traces */
+    const char *issue;         /**< "Latency spike: 1250ms (baseline: 180ms)" style sentence */
+    double observed;           /**< latency: ms (self time or gap); error/timeout: error rate
+                                    among sampled traces; traffic: req/s */
+    double baseline;           /**< the same statistic's normal value */
+    uint32_t anomalous_traces; /**< anomalous sampled traces blaming it */
+    uint32_t normal_traces;    /**< normal sampled traces showing the same symptom */
+    uint32_t anomalies;        /**< open anomalies it explains (itself and upstream) */
+    uint32_t group;            /**< fault group (index into fl_rca_result_t.groups) */
+    size_t n_trace_ids;        /**< example traces, <= FL_ANOMALY_MAX_TRACES */
+    uint8_t trace_ids[FL_ANOMALY_MAX_TRACES][16];
+} fl_rca_candidate_t;
+
+/** One fault: the anomalies one root cause explains. */
+typedef struct fl_rca_group {
+    uint32_t *candidates; /**< indices into candidates, best first; [0] is the root cause */
+    size_t n_candidates;
+    uint32_t *anomalies; /**< indices into the input anomalies */
+    size_t n_anomalies;
+} fl_rca_group_t;
+
+typedef struct fl_rca_result {
+    fl_rca_candidate_t *candidates; /**< best first */
+    size_t n_candidates;
+    fl_rca_group_t *groups; /**< unrelated faults; groups[i].candidates[0] ranks highest */
+    size_t n_groups;
+    uint32_t traces_examined;
+    uint32_t traces_anomalous;
+} fl_rca_result_t;
+
+/** Rank root-cause candidates: error origin per failing trace (deepest erroring span whose
+ *  children do not explain it), latency culprit per slow trace (critical-path span whose
+ *  self time or call gap grew most against its baseline), the anomalies themselves, graph
+ *  propagation (a cause downstream of other anomalies outranks them) and spectrum support.
+ *  Conventions: a gap on a call blames the callee; an unanswered or timed-out call blames
+ *  the callee (an anomaly on the edge names it) or the uninstrumented peer; a traffic drop
+ *  blames the entry service. Pure: reads the engine and traces, writes only into arena.
+ *  FL_OK, FL_ERR_INVALID, FL_ERR_NOMEM. */
+int fl_rca_rank(const fl_rca_input_t *in, fl_arena_t *arena, fl_rca_result_t *out);
+
+/* ---------------------------------------------------------------- incidents */
+
+typedef enum fl_incident_status {
+    FL_INC_OPEN = 1,
+    FL_INC_INVESTIGATING = 2,
+    FL_INC_RESOLVED = 3,
+    FL_INC_CLOSED = 4
+} fl_incident_status_t;
+
+/** "open", "investigating", "resolved", "closed" ("unknown" otherwise). */
+const char *fl_incident_status_name(int status);
+/** Parse a status or severity name; 0 when unknown. */
+int fl_incident_status_parse(const char *s);
+int fl_severity_parse(const char *s);
+
+/** One timeline entry. */
+typedef struct fl_incident_event {
+    uint64_t time_ns;   /**< event time */
+    const char *type;   /**< "opened", "anomaly", "root_cause", "severity", "acknowledged",
+                             "resolved", "auto_resolved", "closed" */
+    const char *detail; /**< a sentence */
+} fl_incident_event_t;
+
+/** An incident (shape of DESIGN.md "Contract: incident"). Strings and arrays in an arena. */
+typedef struct fl_incident {
+    char id[24]; /**< "INC-" + 16 hex digits, stable for a replay */
+    const char *title;
+    fl_severity_t severity;
+    fl_incident_status_t status;
+    fl_rca_candidate_t root_cause; /**< = candidates[0] (zeroed when there is none) */
+    fl_rca_candidate_t *candidates;
+    size_t n_candidates;
+    const char **affected_services;
+    size_t n_affected_services;
+    const char **affected_endpoints; /**< "service operation" */
+    size_t n_affected_endpoints;
+    uint64_t first_detected_ns, last_updated_ns; /**< event time */
+    uint64_t last_active_ns;                     /**< latest event time an anomaly was open */
+    fl_anomaly_t *anomalies;                     /**< latest known state of each anomaly (<= 64) */
+    size_t n_anomalies;
+    fl_incident_event_t *timeline; /**< oldest first (<= 128: the first and latest kept) */
+    size_t n_timeline;
+    uint8_t (*trace_ids)[16]; /**< correlated traces (<= 16) */
+    size_t n_trace_ids;
+    uint64_t correlated_failures; /**< failing requests across its anomalies */
+    uint64_t failed_requests;     /**< impact: failed requests of error/timeout anomalies */
+    uint32_t blast_radius;        /**< impact: affected services upstream of the root cause */
+    const char *resolution;       /**< when resolved */
+    const char *resolved_by;      /**< person, or "faultline" when automatic */
+    uint64_t acknowledged_ns, resolved_ns, closed_ns;
+} fl_incident_t;
+
+typedef struct fl_incident_opts {
+    uint64_t correlation_window_ns; /**< anomalies this close join an incident (5 min) */
+    uint64_t auto_resolve_ns;       /**< resolved automatically when every anomaly has been clear
+                                         this long (3 buckets = 30 s) */
+    uint64_t retention_ns;          /**< resolved -> closed after this (24 h) */
+    uint32_t max_incidents;         /**< kept; the oldest closed go first (1,000) */
+} fl_incident_opts_t;
+
+void fl_incident_opts_default(fl_incident_opts_t *o);
+
+/** The incident set. Thread-safe (one internal lock); no logging, no I/O. */
+typedef struct fl_incidents fl_incidents_t;
+
+/** New set (opts NULL: defaults). NULL on OOM. */
+fl_incidents_t *fl_incidents_new(const fl_incident_opts_t *opts);
+/** Free. Accepts NULL. */
+void fl_incidents_free(fl_incidents_t *s);
+
+/** What one update changed (ids; the arena given to update owns the arrays). */
+typedef struct fl_incident_changes {
+    char (*opened)[24];
+    size_t n_opened;
+    char (*updated)[24]; /**< extended, escalated or with a new root cause */
+    size_t n_updated;
+    char (*resolved)[24]; /**< automatically resolved or closed by retention */
+    size_t n_resolved;
+} fl_incident_changes_t;
+
+/** Feed the currently open anomalies and their ranking (from fl_rca_rank on the same
+ *  anomalies; NULL ranks nothing) at event time now_ns (the watermark). Each fault group
+ *  extends the active incident it shares an anomaly, root cause or affected service with
+ *  (last active within the correlation window), else opens a new one. Then incidents whose
+ *  anomalies are all clear for auto_resolve_ns are resolved ("faultline"), and resolved
+ *  ones older than retention are closed. arena / changes may be NULL.
+ *  FL_OK, FL_ERR_INVALID, FL_ERR_NOMEM. */
+int fl_incidents_update(fl_incidents_t *s, const fl_anomaly_t *anomalies, size_t n,
+                        const fl_rca_result_t *rca, uint64_t now_ns, fl_arena_t *arena,
+                        fl_incident_changes_t *changes);
+
+/** Filters for listing: status 0 = open and investigating, -1 = all; severity 0 = any;
+ *  service NULL = any (affected services). */
+typedef struct fl_incident_filter {
+    int status;
+    int severity;
+    const char *service;
+} fl_incident_filter_t;
+
+/** Incidents matching filter (NULL: default), newest first, copied into arena.
+ *  FL_OK, FL_ERR_INVALID, FL_ERR_NOMEM. */
+int fl_incidents_list(fl_incidents_t *s, const fl_incident_filter_t *filter, fl_arena_t *arena,
+                      fl_incident_t **out, size_t *n);
+/** One incident by id. FL_OK, FL_ERR_NOT_FOUND, FL_ERR_NOMEM. */
+int fl_incidents_get(fl_incidents_t *s, const char *id, fl_arena_t *arena, fl_incident_t *out);
+/** open -> investigating at now_ns (event time). FL_ERR_NOT_FOUND; FL_ERR_CONFLICT with *why
+ *  (static text) when the incident is not open. */
+int fl_incidents_acknowledge(fl_incidents_t *s, const char *id, uint64_t now_ns, const char **why);
+/** open|investigating -> resolved by a person. resolution and resolved_by required
+ *  (FL_ERR_INVALID with *why otherwise); FL_ERR_NOT_FOUND; FL_ERR_CONFLICT with *why when
+ *  already resolved or closed. */
+int fl_incidents_resolve(fl_incidents_t *s, const char *id, const char *resolution,
+                         const char *resolved_by, uint64_t now_ns, const char **why);
+
+/** Append every incident as one versioned blob ("FLI" v1). FL_OK, FL_ERR_NOMEM, FL_ERR_LIMIT. */
+int fl_incidents_save(fl_incidents_t *s, fl_buf_t *out);
+/** Replace the set with a saved blob. FL_ERR_DECODE, FL_ERR_UNSUPPORTED (newer version),
+ *  FL_ERR_NOMEM; the set is unchanged on error. */
+int fl_incidents_restore(fl_incidents_t *s, const void *data, size_t len);
+
 #ifdef __cplusplus
 }
 #endif
