@@ -10,9 +10,9 @@ CTEST_ARGS ?=
 DEB_PKGS = build-essential cmake pkg-config libuv1-dev libnghttp2-dev libssl-dev \
            libsqlite3-dev sqlite3 libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \
            libhttp-parser-dev zlib1g-dev libzstd-dev libsnappy-dev libjansson-dev \
-           curl openssl ca-certificates clang libclang-rt-14-dev zstd python3
+           curl openssl ca-certificates clang libclang-rt-14-dev zstd python3 valgrind
 
-.PHONY: all deps deps-apt deps-npm build build-asan run test test-unit test-asan demo bench fuzz clean help
+.PHONY: all deps deps-apt deps-npm build build-asan run test test-unit test-asan demo bench fuzz reliability eval clean help
 
 all: build
 
@@ -22,6 +22,8 @@ help:
 	@echo "make demo   run faultline, the demo services and steady traffic (Ctrl-C stops all)"
 	@echo "make bench  ingest and read benchmark against the SQLite and decode ceilings (BENCH_ARGS=--quick)"
 	@echo "make fuzz   run every libFuzzer target FUZZ_SECONDS (default 60) under ASan+UBSan"
+	@echo "make reliability  fuzz, bad-input, kill -9, overload, sanitizer and valgrind report"
+	@echo "make eval   root-cause accuracy (AC@1, AC@3), time to detect, false incidents; Nezha data"
 	@echo "make deps   install missing Debian packages and the npm packages of the interop tests"
 	@echo "make clean  remove build directories"
 
@@ -97,6 +99,15 @@ $(FUZZ_BUILD)/CMakeCache.txt:
 fuzz: deps-apt $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) --target fuzz-targets -j $(JOBS)
 	FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# Root-cause accuracy and time to detect on the scenario suite, then on the Nezha data.
+eval: build
+	./tools/eval/scenarios.sh $(BUILD)
+
+# One table: fuzzing, bad inputs, kill -9 survival, overload, sanitizers, valgrind.
+# Run `make test` (for the ASan log) and `make fuzz` (for the fuzz build) first.
+reliability: build build-asan
+	FUZZ_BUILD=$(FUZZ_BUILD) ASAN_BUILD=$(BUILD_ASAN) ./tools/reliability/run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_RELEASE) $(FUZZ_BUILD)

@@ -980,14 +980,32 @@ static int score_cmp(const void *x, const void *y)
     return r ? r : strcmp(a->op, b->op);
 }
 
-/* 1 when anomaly a is explained by a cause at service s: it is there, or upstream of it. */
+/* 1 when anomaly a is explained by a cause at service s: it is there, or upstream of it.
+ * A traffic drop is also explained by a cause below one of its callers: a caller whose
+ * other call failed stops before calling it (checkout gives up on payment when inventory
+ * errs), so the drop is a consequence, not a second fault. */
 static int explains(const ctx_t *c, uint32_t s, const fl_anomaly_t *a)
 {
     uint32_t as = FL__NONE;
     for (uint32_t i = 0; i < c->n_svcs; i++)
         if (strcmp(c->svcs[i], a->service) == 0)
             as = i;
-    return as != FL__NONE && (as == s || calls(c, as, s));
+    if (as == FL__NONE)
+        return 0;
+    if (as == s || calls(c, as, s))
+        return 1;
+    if (a->kind == FL_ANOMALY_TRAFFIC && a->direction && !strcmp(a->direction, "drop"))
+        for (uint32_t p = 0; p < c->n_svcs; p++)
+            if (p != as && calls(c, p, as) && (p == s || calls(c, p, s)))
+                return 1;
+    return 0;
+}
+
+/* A candidate whose only evidence is a traffic anomaly: roots are chosen among the others
+ * first, so a drop caused by another fault joins that fault's group. */
+static int traffic_only(const cand_t *x)
+{
+    return x->best_anom && x->best_anom->kind == FL_ANOMALY_TRAFFIC && !x->err_traces && !x->obs_n;
 }
 
 static void pop_add(ctx_t *c, cand_t *x, const unit_t *un, double sum, uint32_t n, double full_ex,
@@ -1293,27 +1311,39 @@ int fl_rca_rank(const fl_rca_input_t *in, fl_arena_t *arena, fl_rca_result_t *ou
     for (size_t j = 0; j < na; j++)
         gsel[j] = FL__NONE;
     uint32_t ng = 0;
-    for (uint32_t i = 0; i < m; i++) {
-        int take = ng == 0;
-        for (size_t j = 0; j < na && !take; j++)
-            take = gsel[j] == FL__NONE && explains(c, c->cands[i].svc_id, &in->anomalies[j]);
-        if (!take)
-            continue;
-        /* a candidate upstream of an existing root is an effect of it */
-        int effect = 0;
-        for (uint32_t k = 0; k < i; k++)
-            if (c->cands[k].root && (calls(c, c->cands[i].svc_id, c->cands[k].svc_id) ||
-                                     c->cands[i].svc_id == c->cands[k].svc_id))
-                effect = 1;
-        if (effect && ng)
-            continue;
-        c->cands[i].root = 1;
-        c->cands[i].group = ng;
-        for (size_t j = 0; j < na; j++)
-            if (gsel[j] == FL__NONE && explains(c, c->cands[i].svc_id, &in->anomalies[j]))
-                gsel[j] = ng;
-        ng++;
-    }
+    for (uint32_t pass = 0, i = 0; pass < 2; i = 0, pass++)
+        for (; i < m; i++) {
+            if (traffic_only(&c->cands[i]) != (int)pass)
+                continue;
+            /* a traffic change propagates down: the most upstream one is the cause (a drop
+             * at the entry service empties every service below it) */
+            int below = 0;
+            for (uint32_t k = 0; pass && k < m && !below; k++)
+                below = k != i && traffic_only(&c->cands[k]) &&
+                        calls(c, c->cands[k].svc_id, c->cands[i].svc_id);
+            if (below)
+                continue;
+            int take = ng == 0;
+            for (size_t j = 0; j < na && !take; j++)
+                take = gsel[j] == FL__NONE && explains(c, c->cands[i].svc_id, &in->anomalies[j]);
+            if (!take)
+                continue;
+            /* a candidate upstream of an existing root is an effect of it */
+            int effect = 0;
+            for (uint32_t k = 0; k < m; k++)
+                if (k != i && c->cands[k].root &&
+                    (calls(c, c->cands[i].svc_id, c->cands[k].svc_id) ||
+                     c->cands[i].svc_id == c->cands[k].svc_id))
+                    effect = 1;
+            if (effect && ng)
+                continue;
+            c->cands[i].root = 1;
+            c->cands[i].group = ng;
+            for (size_t j = 0; j < na; j++)
+                if (gsel[j] == FL__NONE && explains(c, c->cands[i].svc_id, &in->anomalies[j]))
+                    gsel[j] = ng;
+            ng++;
+        }
     for (size_t j = 0; j < na; j++)
         if (gsel[j] == FL__NONE)
             gsel[j] = 0;

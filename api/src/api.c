@@ -565,6 +565,11 @@ fl_api_t *fl_api_new(const fl_api_opts_t *opts)
         api->analysis = opts->analysis;
         api->analyze_fn = opts->analyze_fn;
         api->analyze_ud = opts->analyze_ud;
+        api->incidents = opts->incidents;
+        api->incident_fn = opts->incident_fn;
+        api->incident_ud = opts->incident_ud;
+        api->tokens = opts->tokens;
+        api->cors = opts->cors;
         api->max_response = opts->max_response;
         api->max_call_mem = opts->max_call_mem;
     }
@@ -581,7 +586,7 @@ fl_api_t *fl_api_new(const fl_api_opts_t *opts)
     api->started_ns = fl_time_now_ns();
     api->pool = fl_pool_new(threads, queue, "api");
     if (!api->version || !api->pool || fl_api__register_builtin(api) != FL_OK ||
-        fl_api__register_aiops(api) != FL_OK) {
+        fl_api__register_aiops(api) != FL_OK || fl_api__register_incidents(api) != FL_OK) {
         fl_api_free(api);
         return NULL;
     }
@@ -623,6 +628,21 @@ static int net_on_head(fl_net_req_t *req, void *ud)
     const char *method = fl_net_req_method(req);
     const char *path = fl_net_req_path(req);
 
+    if (fl_net_cors_apply(req, api->cors) == FL_NET_CORS_PREFLIGHT) {
+        atomic_fetch_add(&api->n_requests, 1);
+        return FL_NET_RESPONDED;
+    }
+    /* /health stays open for probes; everything else needs a token when tokens are set. */
+    if (api->tokens && strcmp(path, "/health") != 0 &&
+        !fl_net_tokens_check(api->tokens, fl_net_req_header(req, "authorization"))) {
+        fl_net_header_t h = {"WWW-Authenticate", "Bearer realm=\"faultline\""};
+        atomic_fetch_add(&api->n_requests, 1);
+        send_error_direct(api, net_reply, req, 401, &h, 1,
+                          fl_net_req_header(req, "authorization")
+                              ? "invalid bearer token"
+                              : "missing bearer token (Authorization: Bearer <token>)");
+        return FL_NET_RESPONDED;
+    }
     /* Decide routing failures before the body is read; the body is then discarded. */
     if (fl_api_lookup(api, method, path, &m) != 200) {
         atomic_fetch_add(&api->n_requests, 1);

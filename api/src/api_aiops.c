@@ -112,7 +112,7 @@ static int parse_range(fl_api_call_t *call, int allow_time_range, uint64_t def_r
     return 1;
 }
 
-static void write_time(fl_jw_t *w, const char *key, uint64_t ns)
+void fl_api__write_time(fl_jw_t *w, const char *key, uint64_t ns)
 {
     char k[64];
 
@@ -155,9 +155,9 @@ static void write_range(fl_jw_t *w, uint64_t start, uint64_t end, fl_analysis_t 
     fl_analysis_status_t st;
 
     fl_analysis_status(a, &st);
-    write_time(w, "start", start);
-    write_time(w, "end", end);
-    write_time(w, "watermark", st.watermark_ns);
+    fl_api__write_time(w, "start", start);
+    fl_api__write_time(w, "end", end);
+    fl_api__write_time(w, "watermark", st.watermark_ns);
 }
 
 /* ---------------------------------------------------------------- GET /aiops/metrics */
@@ -344,14 +344,14 @@ static void route_baselines(fl_api_call_t *call, void *ud)
         write_u(w, "trained_requests", x->trained_requests);
         write_u(w, "skipped_anomalous", x->skipped_anomalous);
         write_u(w, "skipped_outliers", x->skipped_outliers);
-        write_time(w, "first_trained", x->first_ns);
-        write_time(w, "updated", x->updated_ns);
+        fl_api__write_time(w, "first_trained", x->first_ns);
+        fl_api__write_time(w, "updated", x->updated_ns);
         fl_jw_key(w, "history");
         fl_jw_arr_begin(w);
         for (size_t k = 0; k < x->n_history; k++) {
             const fl_baseline_point_t *p = &x->history[k];
             fl_jw_obj_begin(w);
-            write_time(w, "time", p->time_ns);
+            fl_api__write_time(w, "time", p->time_ns);
             write_num(w, "mean_ms", p->mean_ms);
             write_num(w, "p95_ms", p->p95_ms);
             write_num(w, "error_rate", p->error_rate);
@@ -369,7 +369,7 @@ static void route_baselines(fl_api_call_t *call, void *ud)
 
 /* ---------------------------------------------------------------- anomalies */
 
-static void write_anomaly(fl_jw_t *w, const fl_anomaly_t *x)
+void fl_api__write_anomaly(fl_jw_t *w, const fl_anomaly_t *x)
 {
     char id[17];
     uint8_t idb[8];
@@ -390,9 +390,9 @@ static void write_anomaly(fl_jw_t *w, const fl_anomaly_t *x)
     write_s(w, "unit", x->unit);
     write_s(w, "direction", x->direction);
     write_s(w, "error_type", x->error_type);
-    write_time(w, "start", x->start_ns);
-    write_time(w, "end", x->end_ns);
-    write_time(w, "detected", x->detected_ns);
+    fl_api__write_time(w, "start", x->start_ns);
+    fl_api__write_time(w, "end", x->end_ns);
+    fl_api__write_time(w, "detected", x->detected_ns);
     write_b(w, "open", x->open);
     write_b(w, "accepted", x->accepted);
     write_num(w, "observed", x->observed);
@@ -463,7 +463,7 @@ static void route_anomalies(fl_api_call_t *call, void *ud)
             continue;
         if (has_open && !open && r.items[i].open)
             continue;
-        write_anomaly(w, &r.items[i]);
+        fl_api__write_anomaly(w, &r.items[i]);
         count++;
     }
     fl_jw_arr_end(w);
@@ -495,8 +495,9 @@ static void route_analyze(fl_api_call_t *call, void *ud)
         fl_api_reply_error(call, 400, "%s", err);
         return;
     }
+    fl_incident_changes_t ch = {0};
     if (call->api->analyze_fn)
-        rc = call->api->analyze_fn(call->api->analyze_ud, until, arena, &res);
+        rc = call->api->analyze_fn(call->api->analyze_ud, until, arena, &res, &ch);
     else
         rc = fl_analysis_run(a, until, arena, &res);
     if (rc != FL_OK) {
@@ -511,8 +512,8 @@ static void route_analyze(fl_api_call_t *call, void *ud)
     fl_jw_t *w = fl_api_call_json(call);
     fl_jw_obj_begin(w);
     write_s(w, "status", "ok");
-    write_time(w, "watermark", res.watermark_ns);
-    write_time(w, "closed_until", res.closed_until_ns);
+    fl_api__write_time(w, "watermark", res.watermark_ns);
+    fl_api__write_time(w, "closed_until", res.closed_until_ns);
     write_u(w, "buckets_closed", res.buckets_closed);
     write_u(w, "opened", res.opened);
     write_u(w, "updated", res.updated);
@@ -522,13 +523,31 @@ static void route_analyze(fl_api_call_t *call, void *ud)
     fl_jw_key(w, "changed");
     fl_jw_arr_begin(w);
     for (size_t i = 0; i < res.n_changed; i++)
-        write_anomaly(w, &res.changed[i]);
+        fl_api__write_anomaly(w, &res.changed[i]);
     fl_jw_arr_end(w);
     fl_jw_key(w, "anomalies");
     fl_jw_arr_begin(w);
     for (size_t i = 0; i < open.n; i++)
-        write_anomaly(w, &open.items[i]);
+        fl_api__write_anomaly(w, &open.items[i]);
     fl_jw_arr_end(w);
+    /* What the run did to incidents: ids of those opened, updated and resolved. */
+    fl_jw_key(w, "incidents");
+    fl_jw_obj_begin(w);
+    const struct {
+        const char *key;
+        char (*ids)[24];
+        size_t n;
+    } lists[] = {{"opened", ch.opened, ch.n_opened},
+                 {"updated", ch.updated, ch.n_updated},
+                 {"resolved", ch.resolved, ch.n_resolved}};
+    for (size_t k = 0; k < 3; k++) {
+        fl_jw_key(w, lists[k].key);
+        fl_jw_arr_begin(w);
+        for (size_t i = 0; i < lists[k].n; i++)
+            fl_jw_str(w, lists[k].ids[i]);
+        fl_jw_arr_end(w);
+    }
+    fl_jw_obj_end(w);
     fl_jw_obj_end(w);
     fl_api_reply(call, 200, NULL, 0);
 }
@@ -650,10 +669,10 @@ void fl_api__write_analysis_status(fl_api_t *api, fl_jw_t *w)
         return;
     fl_jw_key(w, "analysis");
     fl_jw_obj_begin(w);
-    write_time(w, "watermark", st.watermark_ns);
-    write_time(w, "closed_until", st.closed_until_ns);
-    write_time(w, "analyzed_until", st.analyzed_until_ns);
-    write_time(w, "last_analysis", st.last_run_wall_ns);
+    fl_api__write_time(w, "watermark", st.watermark_ns);
+    fl_api__write_time(w, "closed_until", st.closed_until_ns);
+    fl_api__write_time(w, "analyzed_until", st.analyzed_until_ns);
+    fl_api__write_time(w, "last_analysis", st.last_run_wall_ns);
     write_num(w, "last_analysis_duration_ms", (double)st.last_run_duration_ns / 1e6);
     write_u(w, "runs", st.runs);
     write_u(w, "spans_observed", st.spans_observed);
@@ -671,7 +690,7 @@ void fl_api__write_analysis_status(fl_api_t *api, fl_jw_t *w)
     write_u(w, "pending_buckets", st.pending_buckets);
     write_u(w, "dropped_buckets", st.dropped_buckets);
     write_u(w, "history_bytes", st.history_bytes);
-    write_time(w, "history_oldest", st.history_oldest_ns);
+    fl_api__write_time(w, "history_oldest", st.history_oldest_ns);
     write_u(w, "anomalies_open", st.anomalies_open);
     write_u(w, "anomalies_total", st.anomalies_total);
     fl_jw_obj_end(w);

@@ -31,6 +31,11 @@ struct fl_api {
     fl_analysis_t *analysis;
     fl_api_analyze_fn analyze_fn;
     void *analyze_ud;
+    fl_incidents_t *incidents;
+    fl_api_incident_fn incident_fn;
+    void *incident_ud;
+    const fl_net_tokens_t *tokens;
+    const fl_net_cors_t *cors;
     fl_pool_t *pool;
     fl_api_route_ent_t *routes;
     size_t n_routes;
@@ -71,6 +76,13 @@ int fl_api__register_builtin(fl_api_t *api);
 /** Register the analysis routes: /aiops/metrics, baselines, anomalies, analyze and
  *  /api/dependencies (api_aiops.c). */
 int fl_api__register_aiops(fl_api_t *api);
+/** Register /aiops/incidents and its lifecycle routes (api_incidents.c). */
+int fl_api__register_incidents(fl_api_t *api);
+/** Write one anomaly object as GET /aiops/anomalies does (api_aiops.c). */
+void fl_api__write_anomaly(fl_jw_t *w, const fl_anomaly_t *x);
+/** Write key + RFC 3339 time (null when 0) and key_unix_nano (api_aiops.c). */
+void fl_api__write_time(fl_jw_t *w, const char *key, uint64_t ns);
+
 /** Write the "analysis" member of GET /aiops/status (api_aiops.c); nothing without engine. */
 void fl_api__write_analysis_status(fl_api_t *api, fl_jw_t *w);
 

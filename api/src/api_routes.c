@@ -268,6 +268,10 @@ static void route_status(fl_api_call_t *call, void *ud)
         fl_jw_uint(w, st.db_bytes);
         fl_jw_key(w, "write_errors");
         fl_jw_uint(w, st.write_errors);
+        fl_jw_key(w, "blocks_expired");
+        fl_jw_uint(w, st.blocks_expired);
+        fl_jw_key(w, "spans_expired");
+        fl_jw_uint(w, st.spans_expired);
     }
     fl_jw_key(w, "api");
     fl_jw_obj_begin(w);

@@ -112,6 +112,8 @@ typedef struct fl__resp {
     size_t sent;        /* h2: body bytes handed to nghttp2 */
 } fl__resp_t;
 
+#define FL__MAX_EXTRA_RESP 12
+
 struct fl_net_req {
     fl_net_t *net;
     fl_conn_t *conn; /* NULL once detached (loop thread only) */
@@ -143,6 +145,9 @@ struct fl_net_req {
     void *udata;
     fl_net_req_t *qnext;
     void *pstate; /* protocol per-request state (h2 stream) */
+    /* Headers added to every HTTP response (CORS, WWW-Authenticate). */
+    fl_net_header_t extra_resp[FL__MAX_EXTRA_RESP];
+    size_t n_extra_resp;
 };
 
 struct fl_net {

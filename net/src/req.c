@@ -213,6 +213,16 @@ void fl_net_respond(fl_net_req_t *r, int status, const fl_net_header_t *headers,
 {
     if (!r)
         return;
+    fl_net_header_t merged[32 + FL__MAX_EXTRA_RESP];
+    if (r->n_extra_resp && n_headers <= 32) {
+        /* Headers the handler attached in on_head (CORS, WWW-Authenticate) go on every
+         * answer, errors included. */
+        if (n_headers)
+            memcpy(merged, headers, n_headers * sizeof(*headers));
+        memcpy(merged + n_headers, r->extra_resp, r->n_extra_resp * sizeof(*headers));
+        headers = merged;
+        n_headers += r->n_extra_resp;
+    }
     fl__resp_t *resp = resp_new(FL__RESP_HTTP, status, headers, n_headers, body, len);
     if (!resp)
         resp = resp_new(FL__RESP_HTTP, 500, NULL, 0, NULL, 0);
@@ -258,6 +268,19 @@ void fl_net_grpc_respond(fl_net_req_t *r, int grpc_status, const char *grpc_mess
     if (!resp)
         resp = grpc_resp_new(FL_GRPC_INTERNAL, "out of memory", NULL, 0, NULL, 0);
     submit(r, resp);
+}
+
+int fl_net_req_add_response_header(fl_net_req_t *r, const char *name, const char *value)
+{
+    if (r->n_extra_resp >= FL__MAX_EXTRA_RESP)
+        return FL_ERR_LIMIT;
+    char *n = fl_arena_strdup(r->arena, name), *v = fl_arena_strdup(r->arena, value);
+    if (!n || !v)
+        return FL_ERR_NOMEM;
+    r->extra_resp[r->n_extra_resp].name = n;
+    r->extra_resp[r->n_extra_resp].value = v;
+    r->n_extra_resp++;
+    return FL_OK;
 }
 
 void fl__req_respond_direct(fl_net_req_t *r, int status, const char *msg)

@@ -30,12 +30,17 @@ struct fl_receiver {
     size_t max_inflight;
     unsigned retry_after_s;
     int max_depth;
+    const fl_net_tokens_t *tokens;
+    const fl_net_cors_t *cors;
+    fl_sanitize_opts_t sanitize;
+    size_t max_spans;
     fl_pool_t *pool;
     fl__capture_t *capture;
 
     _Atomic uint64_t requests, spans_accepted, spans_rejected, spans_duplicate, items_not_stored,
         requests_refused, requests_failed, inflight_bytes, inflight_requests, bytes_received,
-        captures;
+        captures, requests_unauthenticated, requests_too_many_spans, attributes_masked,
+        attributes_dropped, values_truncated;
 
     pthread_mutex_t mu; /* with cv: fl_receiver_free waits for the last request */
     pthread_cond_t cv;
@@ -357,6 +362,26 @@ static void decode_job(void *arg)
         fail(x, rc, err);
         return;
     }
+    if (r->max_spans && batch->n_spans + batch->rejected > r->max_spans) {
+        snprintf(err, sizeof(err),
+                 "request holds %zu spans, more than the limit of %zu spans per request; "
+                 "send smaller batches",
+                 batch->n_spans + batch->rejected, r->max_spans);
+        fl_span_batch_free(batch);
+        atomic_fetch_add(&r->requests_too_many_spans, 1);
+        fail(x, FL_ERR_TOO_LARGE, err);
+        return;
+    }
+    fl_sanitize_counts_t sc = {0};
+    rc = fl_sanitize_batch(&r->sanitize, batch, &sc);
+    atomic_fetch_add(&r->attributes_masked, sc.masked);
+    atomic_fetch_add(&r->attributes_dropped, sc.dropped);
+    atomic_fetch_add(&r->values_truncated, sc.truncated);
+    if (rc != FL_OK) {
+        fl_span_batch_free(batch);
+        fail(x, FL_ERR_BUSY, "out of memory while masking attributes; retry later");
+        return;
+    }
     x->n_spans = batch->n_spans;
     x->rejected = batch->rejected;
     if (batch->reject_msg)
@@ -433,6 +458,23 @@ static int on_head(fl_net_req_t *req, void *ud)
     int signal, format;
     char msg[512];
     atomic_fetch_add(&r->requests, 1);
+
+    /* CORS first: a browser's preflight carries no credentials. */
+    if (!grpc && fl_net_cors_apply(req, r->cors) == FL_NET_CORS_PREFLIGHT)
+        return FL_NET_RESPONDED;
+    /* Authentication before anything else is looked at, and before the body is read. */
+    if (r->tokens && !fl_net_tokens_check(r->tokens, fl_net_req_header(req, "authorization"))) {
+        atomic_fetch_add(&r->requests_unauthenticated, 1);
+        format = grpc ? FL_OTLP_PROTOBUF : format_of(fl_net_req_header(req, "content-type"));
+        if (format < 0)
+            format = FL_OTLP_JSON;
+        fl_net_req_add_response_header(req, "WWW-Authenticate", "Bearer realm=\"faultline\"");
+        respond_error(r, req, grpc, format, 401, FL_GRPC_UNAUTHENTICATED,
+                      fl_net_req_header(req, "authorization")
+                          ? "invalid bearer token"
+                          : "missing bearer token (Authorization: Bearer <token>)");
+        return FL_NET_RESPONDED;
+    }
 
     if (grpc) {
         format = FL_OTLP_PROTOBUF;
@@ -597,6 +639,10 @@ fl_receiver_t *fl_receiver_new(const fl_receiver_opts_t *opts, char *err, size_t
     r->max_inflight = opts->max_inflight_bytes ? opts->max_inflight_bytes : DEFAULT_MAX_INFLIGHT;
     r->retry_after_s = opts->retry_after_s ? opts->retry_after_s : 1;
     r->max_depth = opts->max_depth > 0 ? opts->max_depth : FL__DEFAULT_MAX_DEPTH;
+    r->tokens = opts->tokens;
+    r->cors = opts->cors;
+    r->sanitize = opts->sanitize;
+    r->max_spans = opts->max_spans;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if (opts->capture_dir && *opts->capture_dir) {
@@ -684,4 +730,9 @@ void fl_receiver_stats(fl_receiver_t *r, fl_receiver_stats_t *out)
     out->inflight_requests = atomic_load(&r->inflight_requests);
     out->bytes_received = atomic_load(&r->bytes_received);
     out->captures = atomic_load(&r->captures);
+    out->requests_unauthenticated = atomic_load(&r->requests_unauthenticated);
+    out->requests_too_many_spans = atomic_load(&r->requests_too_many_spans);
+    out->attributes_masked = atomic_load(&r->attributes_masked);
+    out->attributes_dropped = atomic_load(&r->attributes_dropped);
+    out->values_truncated = atomic_load(&r->values_truncated);
 }

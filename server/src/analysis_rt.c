@@ -4,6 +4,10 @@
  * buckets plus the learned state are persisted in the store so a restart loses nothing. */
 #include "analysis_rt.h"
 
+#include <faultline/api.h>
+
+#include "config.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,6 +16,8 @@
 #include <time.h>
 
 #define STATE_KEY "analysis"
+#define INCIDENTS_KEY "incidents"
+#define RCA_MAX_TRACES 100                          /* traces read per ranking (bounded sample) */
 #define STATE_SAVE_EVERY_NS (60ull * 1000000000ull) /* the state blob, at most this often */
 #define LOG_ANOMALIES_MAX 20                        /* per run */
 
@@ -42,6 +48,12 @@ struct fl_analysis_rt {
     uint64_t buckets_restored, buckets_restore_failed;
     int restored;
     char restore_problem[128];
+
+    /* incidents (the set locks itself; persistence and notification under run_mu) */
+    fl_incidents_t *inc;
+    fl_webhook_t *wh;
+    fl_buf_t inc_buf;
+    uint64_t inc_saves, inc_save_errors, inc_restored, rca_runs, rca_errors;
 
     /* ingest rates: two samples one interval apart (under mu) */
     void *recv;
@@ -92,10 +104,107 @@ static void log_changes(const fl_analysis_run_result_t *r)
     }
 }
 
+/* ---------------------------------------------------------------- incidents */
+
+static int fetch_trace(void *ud, const uint8_t trace_id[16], fl_arena_t *arena, fl_span_t **spans,
+                       size_t *n)
+{
+    fl_analysis_rt_t *rt = ud;
+
+    return fl_store_get_trace(rt->store, trace_id, arena, spans, n);
+}
+
+/* Persist the incident set under its key. Caller holds run_mu (or is the only user). */
+static void save_incidents(fl_analysis_rt_t *rt)
+{
+    int rc;
+
+    fl_buf_reset(&rt->inc_buf);
+    rc = fl_incidents_save(rt->inc, &rt->inc_buf);
+    if (rc == FL_OK && rt->store)
+        rc = fl_store_analysis_save(rt->store, INCIDENTS_KEY, rt->inc_buf.data, rt->inc_buf.len,
+                                    NULL, 0, 0);
+    pthread_mutex_lock(&rt->mu);
+    if (rc == FL_OK)
+        rt->inc_saves++;
+    else
+        rt->inc_save_errors++;
+    pthread_mutex_unlock(&rt->mu);
+    if (rc != FL_OK)
+        fl_log(FL_LOG_WARN, "analysis", "cannot persist the incidents error=\"%s\"",
+               fl_strerror(rc));
+}
+
+static void notify_ids(fl_analysis_rt_t *rt, char (*ids)[24], size_t n, fl_arena_t *arena,
+                       const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        fl_incident_t x;
+        if (fl_incidents_get(rt->inc, ids[i], arena, &x) != FL_OK)
+            continue;
+        if (!strcmp(what, "opened"))
+            fl_log(FL_LOG_WARN, "analysis",
+                   "incident opened id=%s severity=%s root_cause=\"%s %s\" title=\"%s\"", x.id,
+                   fl_severity_name(x.severity), x.n_candidates ? x.root_cause.service : "",
+                   x.n_candidates && x.root_cause.operation ? x.root_cause.operation : "",
+                   x.title ? x.title : "");
+        else if (!strcmp(what, "resolved"))
+            fl_log(FL_LOG_INFO, "analysis", "incident %s id=%s", fl_incident_status_name(x.status),
+                   x.id);
+        fl_webhook_incident(rt->wh, &x);
+    }
+}
+
+/* After a run: rank the open anomalies' root causes (reading a bounded sample of traces
+ * through the store) and feed the incident set at the run's event time; persist and notify
+ * what changed. Caller holds run_mu. */
+static void update_incidents(fl_analysis_rt_t *rt, const fl_analysis_run_result_t *r,
+                             fl_arena_t *arena, fl_incident_changes_t *changes)
+{
+    fl_analysis_anomalies_t open = {0};
+    fl_analysis_filter_t f = {.open_only = 1};
+    fl_rca_result_t rca = {0};
+    fl_incident_changes_t ch = {0};
+    int have_rca = 0, rc;
+    uint64_t now = r->closed_until_ns ? r->closed_until_ns : r->watermark_ns;
+
+    if (!r->buckets_closed && !r->n_changed)
+        return; /* nothing new in event time */
+    if ((rc = fl_analysis_anomalies(rt->a, &f, arena, &open)) != FL_OK)
+        return;
+    if (open.n) {
+        fl_rca_input_t in = {0};
+        in.anomalies = open.items;
+        in.n_anomalies = open.n;
+        in.engine = rt->a;
+        in.fetch_trace = rt->store ? fetch_trace : NULL;
+        in.fetch_ud = rt;
+        in.max_traces = RCA_MAX_TRACES;
+        rc = fl_rca_rank(&in, arena, &rca);
+        pthread_mutex_lock(&rt->mu);
+        rt->rca_runs++;
+        rt->rca_errors += rc != FL_OK;
+        pthread_mutex_unlock(&rt->mu);
+        have_rca = rc == FL_OK;
+    }
+    if (fl_incidents_update(rt->inc, open.items, open.n, have_rca ? &rca : NULL, now, arena, &ch) !=
+        FL_OK)
+        return;
+    if (changes)
+        *changes = ch;
+    if (!ch.n_opened && !ch.n_updated && !ch.n_resolved)
+        return;
+    save_incidents(rt);
+    notify_ids(rt, ch.opened, ch.n_opened, arena, "opened");
+    notify_ids(rt, ch.updated, ch.n_updated, arena, "updated");
+    notify_ids(rt, ch.resolved, ch.n_resolved, arena, "resolved");
+}
+
 /* Run, then persist the buckets it closed (and the state when due or forced). Caller holds
  * run_mu. */
 static int run_locked(fl_analysis_rt_t *rt, uint64_t until, fl_arena_t *arena,
-                      fl_analysis_run_result_t *out, int force_state)
+                      fl_analysis_run_result_t *out, int force_state,
+                      fl_incident_changes_t *changes)
 {
     fl_store_bucket_t *bk = NULL;
     size_t nb = 0;
@@ -157,16 +266,17 @@ static int run_locked(fl_analysis_rt_t *rt, uint64_t until, fl_arena_t *arena,
         fl_log(FL_LOG_WARN, "analysis", "cannot persist the analysis buckets=%zu error=\"%s\"", nb,
                fl_strerror(prc));
     free(bk);
+    update_incidents(rt, out, arena, changes);
     return FL_OK;
 }
 
 int fl_analysis_rt_analyze(void *ud, uint64_t until_ns, fl_arena_t *arena,
-                           fl_analysis_run_result_t *out)
+                           fl_analysis_run_result_t *out, fl_incident_changes_t *changes)
 {
     fl_analysis_rt_t *rt = ud;
 
     pthread_mutex_lock(&rt->run_mu);
-    int rc = run_locked(rt, until_ns, arena, out, 1);
+    int rc = run_locked(rt, until_ns, arena, out, 1, changes);
     pthread_mutex_unlock(&rt->run_mu);
     return rc;
 }
@@ -215,7 +325,7 @@ static void *thread_main(void *arg)
         fl_analysis_run_result_t res;
         pthread_mutex_lock(&rt->run_mu);
         fl_arena_reset(rt->arena);
-        if (run_locked(rt, 0, rt->arena, &res, 0) != FL_OK)
+        if (run_locked(rt, 0, rt->arena, &res, 0, NULL) != FL_OK)
             fl_log(FL_LOG_WARN, "analysis", "analysis run failed: out of memory");
         pthread_mutex_unlock(&rt->run_mu);
     }
@@ -263,6 +373,26 @@ static void restore(fl_analysis_rt_t *rt)
                rt->restore_problem);
     }
     fl_buf_dispose(&buf);
+    fl_buf_init(&buf, 0);
+    rc = fl_store_analysis_load_state(rt->store, INCIDENTS_KEY, &buf);
+    if (rc == FL_OK) {
+        rc = fl_incidents_restore(rt->inc, buf.data, buf.len);
+        if (rc == FL_OK) {
+            fl_incident_filter_t all = {.status = -1};
+            fl_incident_t *items;
+            size_t n = 0;
+            fl_incidents_list(rt->inc, &all, rt->arena, &items, &n);
+            rt->inc_restored = n;
+            fl_arena_reset(rt->arena);
+        } else {
+            fl_log(FL_LOG_WARN, "analysis", "cannot restore the saved incidents error=\"%s\"",
+                   fl_strerror(rc));
+        }
+    } else if (rc != FL_ERR_NOT_FOUND) {
+        fl_log(FL_LOG_WARN, "analysis", "cannot read the saved incidents error=\"%s\"",
+               fl_strerror(rc));
+    }
+    fl_buf_dispose(&buf);
     if (!rt->a)
         return;
     if (rt->restored) /* buckets of another width would be refused one by one anyway */
@@ -299,6 +429,7 @@ fl_analysis_rt_t *fl_analysis_rt_new(const fl_analysis_rt_opts_t *o, char *err, 
     rt->store = o->store;
     fl_buf_init(&rt->bucket_buf, 0);
     fl_buf_init(&rt->state_buf, 0);
+    fl_buf_init(&rt->inc_buf, 0);
     pthread_mutex_init(&rt->mu, NULL);
     pthread_mutex_init(&rt->run_mu, NULL);
     pthread_condattr_init(&ca);
@@ -312,9 +443,31 @@ fl_analysis_rt_t *fl_analysis_rt_new(const fl_analysis_rt_opts_t *o, char *err, 
     }
     rt->a = fl_analysis_new(&rt->ao);
     rt->arena = fl_arena_new(0);
-    if (!rt->a || !rt->arena) {
+    rt->inc = fl_incidents_new(NULL);
+    if (!rt->a || !rt->arena || !rt->inc) {
         snprintf(err, errlen, "out of memory");
         goto fail;
+    }
+    if (o->webhooks && *o->webhooks) {
+        const char *urls[64];
+        char list[4096];
+        size_t n = 0;
+        fl_webhook_opts_t wo = {0};
+        snprintf(list, sizeof(list), "%s", o->webhooks);
+        for (char *sp = NULL, *u = strtok_r(list, ",", &sp); u && n < 64;
+             u = strtok_r(NULL, ",", &sp))
+            if (*u)
+                urls[n++] = u;
+        wo.urls = urls;
+        wo.n_urls = n;
+        wo.format = fl_webhook_format_parse(o->webhook_format ? o->webhook_format : "alertmanager");
+        if (!wo.format) {
+            snprintf(err, errlen, "--webhook-format: %s is not alertmanager, slack or json",
+                     o->webhook_format);
+            goto fail;
+        }
+        if (!(rt->wh = fl_webhook_new(&wo, err, errlen)))
+            goto fail;
     }
     restore(rt);
     if (!rt->a) {
@@ -353,6 +506,41 @@ fl_analysis_t *fl_analysis_rt_engine(fl_analysis_rt_t *rt)
     return rt->a;
 }
 
+fl_incidents_t *fl_analysis_rt_incidents(fl_analysis_rt_t *rt)
+{
+    return rt->inc;
+}
+
+void fl_analysis_rt_incident_changed(void *ud, const char *id, const char *event)
+{
+    fl_analysis_rt_t *rt = ud;
+    char ids[1][24];
+    fl_arena_t *arena = fl_arena_new(0);
+
+    (void)event;
+    snprintf(ids[0], sizeof(ids[0]), "%s", id);
+    pthread_mutex_lock(&rt->run_mu);
+    save_incidents(rt);
+    if (arena)
+        notify_ids(rt, ids, 1, arena, "changed");
+    pthread_mutex_unlock(&rt->run_mu);
+    fl_arena_free(arena);
+}
+
+void fl_analysis_rt_set_api_port(fl_analysis_rt_t *rt, const char *api_addr, int port)
+{
+    char host[256], url[300];
+    int p = 0;
+
+    if (!rt->wh)
+        return;
+    if (fl_config_split_addr(api_addr, host, sizeof(host), &p) != 0 || !*host ||
+        !strcmp(host, "0.0.0.0") || !strcmp(host, "::"))
+        snprintf(host, sizeof(host), "127.0.0.1");
+    snprintf(url, sizeof(url), strchr(host, ':') ? "http://[%s]:%d" : "http://%s:%d", host, port);
+    fl_webhook_set_base_url(rt->wh, url);
+}
+
 /* ---------------------------------------------------------------- status */
 
 void fl_analysis_rt_status(fl_analysis_rt_t *rt, fl_jw_t *w)
@@ -388,7 +576,21 @@ void fl_analysis_rt_status(fl_analysis_rt_t *rt, fl_jw_t *w)
     else
         fl_jw_null(w);
     fl_jw_obj_end(w);
+    fl_jw_key(w, "incidents");
+    fl_jw_obj_begin(w);
+    fl_jw_key(w, "restored");
+    fl_jw_uint(w, rt->inc_restored);
+    fl_jw_key(w, "saves");
+    fl_jw_uint(w, rt->inc_saves);
+    fl_jw_key(w, "save_errors");
+    fl_jw_uint(w, rt->inc_save_errors);
+    fl_jw_key(w, "rca_runs");
+    fl_jw_uint(w, rt->rca_runs);
+    fl_jw_key(w, "rca_errors");
+    fl_jw_uint(w, rt->rca_errors);
+    fl_jw_obj_end(w);
     pthread_mutex_unlock(&rt->mu);
+    fl_webhook_status(rt->wh, w);
 }
 
 void fl_analysis_rt_rates(fl_analysis_rt_t *rt, fl_jw_t *w)
@@ -430,8 +632,9 @@ void fl_analysis_rt_stop(fl_analysis_rt_t *rt)
     fl_analysis_run_result_t res;
     pthread_mutex_lock(&rt->run_mu);
     fl_arena_reset(rt->arena);
-    if (run_locked(rt, 0, rt->arena, &res, 1) != FL_OK)
+    if (run_locked(rt, 0, rt->arena, &res, 1, NULL) != FL_OK)
         fl_log(FL_LOG_WARN, "analysis", "final analysis run failed: out of memory");
+    save_incidents(rt); /* acknowledged / resolved state survives a restart */
     pthread_mutex_unlock(&rt->run_mu);
     fl_store_set_observer(rt->store, NULL, NULL);
     rt->store = NULL;
@@ -442,6 +645,9 @@ void fl_analysis_rt_free(fl_analysis_rt_t *rt)
     if (!rt)
         return;
     fl_analysis_rt_stop(rt);
+    fl_webhook_free(rt->wh, 2000);
+    fl_incidents_free(rt->inc);
+    fl_buf_dispose(&rt->inc_buf);
     fl_analysis_free(rt->a);
     fl_arena_free(rt->arena);
     fl_buf_dispose(&rt->bucket_buf);

@@ -17,6 +17,8 @@ typedef struct fl_analysis_rt_opts {
     uint64_t baseline_window_ns; /**< --baseline-window */
     double anomaly_threshold;    /**< --anomaly-threshold */
     double error_rate_threshold; /**< --error-rate-threshold */
+    const char *webhooks;        /**< --webhook list, comma-separated; NULL or "": none */
+    const char *webhook_format;  /**< --webhook-format; NULL: alertmanager */
 } fl_analysis_rt_opts_t;
 
 /** Samples ingest counters for the rates in /aiops/status (called on the analysis thread). */
@@ -34,9 +36,17 @@ void *fl_analysis_rt_receiver(fl_analysis_rt_t *rt);
 /** The engine (for the API's queries). */
 fl_analysis_t *fl_analysis_rt_engine(fl_analysis_rt_t *rt);
 /** fl_api_analyze_fn: run up to until_ns (0: the observed watermark), persist closed buckets
- *  and the state, fill out in arena. Serialised with the analysis thread. */
+ *  and the state, rank root causes and update the incidents, fill out and changes (may be
+ *  NULL) in arena. Serialised with the analysis thread. */
 int fl_analysis_rt_analyze(void *rt, uint64_t until_ns, fl_arena_t *arena,
-                           fl_analysis_run_result_t *out);
+                           fl_analysis_run_result_t *out, fl_incident_changes_t *changes);
+/** The incident set (restored from the store at creation), for the API. */
+fl_incidents_t *fl_analysis_rt_incidents(fl_analysis_rt_t *rt);
+/** fl_api_incident_fn: an API route changed incident id: persist the set, notify. */
+void fl_analysis_rt_incident_changed(void *rt, const char *id, const char *event);
+/** The API listener's address, for the links in notifications (api_addr as configured; a
+ *  wildcard host becomes 127.0.0.1; port as bound). */
+void fl_analysis_rt_set_api_port(fl_analysis_rt_t *rt, const char *api_addr, int port);
 /** Write the "analysis_runtime" member of /aiops/status. */
 void fl_analysis_rt_status(fl_analysis_rt_t *rt, fl_jw_t *w);
 /** Write the ingest rate keys (inside the "ingest" object). */

@@ -11,7 +11,9 @@
 #include <string.h>
 #include <strings.h>
 
-enum opt_type { OPT_STR, OPT_SIZE, OPT_INT, OPT_DURATION, OPT_BOOL, OPT_FLOAT };
+/* OPT_LIST: a repeatable flag kept comma-separated in a string field; the environment
+ * variable gives the whole list, comma-separated. */
+enum opt_type { OPT_STR, OPT_SIZE, OPT_INT, OPT_DURATION, OPT_BOOL, OPT_FLOAT, OPT_LIST };
 
 typedef struct opt {
     const char *name; /* flag without the leading dashes */
@@ -27,6 +29,7 @@ typedef struct opt {
 
 #define STR(f) OPT_STR, offsetof(fl_config_t, f), sizeof(((fl_config_t *)0)->f)
 #define NUM(t, f) t, offsetof(fl_config_t, f), 0
+#define LIST(f) OPT_LIST, offsetof(fl_config_t, f), sizeof(((fl_config_t *)0)->f)
 
 static const opt_t options[] = {
     {"otlp-grpc", "FAULTLINE_OTLP_GRPC", NULL, STR(otlp_grpc), "127.0.0.1:4317", 0, 0,
@@ -66,6 +69,37 @@ static const opt_t options[] = {
      1000000, "connections per listener"},
     {"max-streams", "FAULTLINE_MAX_STREAMS", NULL, NUM(OPT_INT, max_streams), "256", 1, 100000,
      "concurrent HTTP/2 streams per connection"},
+    {"max-header-size", "FAULTLINE_MAX_HEADER_SIZE", NULL, NUM(OPT_SIZE, max_header_size), "64KiB",
+     1024, 16 << 20, "request header bytes (all headers together); past it: 431"},
+    {"ingest-token-file", "FAULTLINE_INGEST_TOKEN_FILE", NULL, STR(ingest_token_file), "", 0, 0,
+     "bearer tokens for OTLP ingest, one per line (several for rotation); without a valid "
+     "\"Authorization: Bearer\" header: 401 / UNAUTHENTICATED"},
+    {"api-token-file", "FAULTLINE_API_TOKEN_FILE", NULL, STR(api_token_file), "", 0, 0,
+     "bearer tokens for the API, one per line; GET /health stays open"},
+    {"cors-origin", "FAULTLINE_CORS_ORIGIN", NULL, LIST(cors_origin), "", 0, 0,
+     "allow browsers from this origin (repeatable; '*' wildcards as in https://*.example.com) "
+     "on OTLP/HTTP and the API; none: no CORS; the env variable takes a comma-separated list"},
+    {"mask-attribute", "FAULTLINE_MASK_ATTRIBUTE", NULL, LIST(mask_attribute), "", 0, 0,
+     "mask this attribute's value at ingest (repeatable; exact key, or a prefix ending in '*'); "
+     "the env variable takes a comma-separated list"},
+    {"mask-mode", "FAULTLINE_MASK_MODE", NULL, STR(mask_mode), "redact", 0, 0,
+     "redact (\"[REDACTED]\") or hash (\"sha256:\" + 16 hex digits, equal values stay "
+     "correlatable)"},
+    {"no-default-masks", "FAULTLINE_NO_DEFAULT_MASKS", NULL, NUM(OPT_BOOL, no_default_masks),
+     "false", 0, 1,
+     "do not mask the default sensitive keys (keys containing the word password, passwd, "
+     "secret, token, api_key, apikey, authorization, cookie, set-cookie, credit_card, "
+     "card_number or ssn, any case)"},
+    {"max-spans-per-request", "FAULTLINE_MAX_SPANS_PER_REQUEST", NULL,
+     NUM(OPT_INT, max_spans_per_request), "100000", 1, 100000000,
+     "spans per export request; past it: 413 / RESOURCE_EXHAUSTED"},
+    {"max-attributes", "FAULTLINE_MAX_ATTRIBUTES", NULL, NUM(OPT_INT, max_attributes), "128", 1,
+     1000000,
+     "attributes per span, event, link, scope and resource; extra ones are dropped and counted "
+     "in dropped_attributes_count"},
+    {"max-attribute-length", "FAULTLINE_MAX_ATTRIBUTE_LENGTH", NULL,
+     NUM(OPT_INT, max_attribute_length), "4096", 16, 1 << 30,
+     "bytes per string or bytes attribute value; longer ones are cut (at a UTF-8 boundary)"},
     {"idle-timeout", "FAULTLINE_IDLE_TIMEOUT", NULL, NUM(OPT_DURATION, idle_timeout), "120s", 0, 0,
      "close connections idle this long"},
     {"shutdown-timeout", "FAULTLINE_SHUTDOWN_TIMEOUT", NULL, NUM(OPT_DURATION, shutdown_timeout),
@@ -73,6 +107,12 @@ static const opt_t options[] = {
     {"synchronous-full", "FAULTLINE_SYNCHRONOUS_FULL", NULL, NUM(OPT_BOOL, synchronous_full),
      "false", 0, 1,
      "fsync every commit (survives power loss; the default survives process crashes)"},
+    {"retention", "FAULTLINE_RETENTION", NULL, NUM(OPT_DURATION, retention), "7d", 0, 0,
+     "delete spans and analysis buckets this much older than the newest span (event time), "
+     "in small steps; 0 keeps spans forever"},
+    {"max-db-size", "FAULTLINE_MAX_DB_SIZE", NULL, NUM(OPT_SIZE, max_db_size), "0", 0, INT64_MAX,
+     "cap on the database size; past it ingest is refused with 503 / UNAVAILABLE (retryable); "
+     "0: no cap"},
     {"bucket", "FAULTLINE_BUCKET", NULL, NUM(OPT_DURATION, bucket), "10s", 0, 0,
      "width of the analysis time buckets (1s .. 1h); keep it across restarts, the learned "
      "state of another width is discarded"},
@@ -89,6 +129,10 @@ static const opt_t options[] = {
     {"error-rate-threshold", "ERROR_RATE_THRESHOLD", "FAULTLINE_ERROR_RATE_THRESHOLD",
      NUM(OPT_FLOAT, error_rate_threshold), "0.2", 0, 1,
      "error anomaly: error rate (0..1) that must be exceeded (and be significant)"},
+    {"webhook", "FAULTLINE_WEBHOOK", NULL, LIST(webhook), "", 0, 0,
+     "URL notified of incidents (opened, escalated, resolved)"},
+    {"webhook-format", "FAULTLINE_WEBHOOK_FORMAT", NULL, STR(webhook_format), "alertmanager", 0, 0,
+     "webhook payload: alertmanager (webhook v4), slack (incoming webhook) or json"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -146,6 +190,17 @@ static int set_opt(fl_config_t *c, const opt_t *o, const char *val, const char *
         memcpy(field, &v, sizeof(v));
         return 0;
     }
+    case OPT_LIST: {
+        size_t cur = strlen(field);
+        if (cur + 1 + strlen(val) >= o->size) {
+            snprintf(err, errlen, "%s: list too long (max %zu bytes)", origin, o->size - 1);
+            return -1;
+        }
+        if (cur && *val)
+            field[cur++] = ',';
+        memcpy(field + cur, val, strlen(val) + 1);
+        return 0;
+    }
     case OPT_BOOL: {
         int v;
         if (!strcmp(val, "1") || !strcasecmp(val, "true") || !strcasecmp(val, "yes") ||
@@ -188,6 +243,7 @@ int fl_config_apply_env(fl_config_t *c, char *err, size_t errlen)
 
 int fl_config_parse_args(fl_config_t *c, int argc, char **argv, char *err, size_t errlen)
 {
+    unsigned char list_seen[N_OPTIONS] = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -221,6 +277,9 @@ int fl_config_parse_args(fl_config_t *c, int argc, char **argv, char *err, size_
         }
         char origin[80];
         snprintf(origin, sizeof(origin), "--%s", o->name);
+        /* The first flag of a list replaces what the environment gave; later ones add. */
+        if (o->type == OPT_LIST && !list_seen[o - options]++)
+            ((char *)c + o->offset)[0] = 0;
         if (set_opt(c, o, val, origin, err, errlen) != 0)
             return -1;
     }
@@ -245,6 +304,7 @@ void fl_config_help(FILE *out)
                           : o->type == OPT_DURATION ? "DURATION"
                           : o->type == OPT_BOOL     ? "[BOOL]"
                           : o->type == OPT_FLOAT    ? "X"
+                          : o->type == OPT_LIST     ? "VALUE (repeatable)"
                                                     : "N";
         fprintf(out, "  --%s %s\n      %s\n      env %s%s%s, default %s\n", o->name, arg, o->help,
                 o->env, o->alt_env ? " or " : "", o->alt_env ? o->alt_env : "",

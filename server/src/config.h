@@ -28,13 +28,27 @@ typedef struct fl_config {
     uint64_t shutdown_timeout;
     int64_t max_connections;
     int64_t max_streams;
+    uint64_t max_header_size;
+    char ingest_token_file[1024];
+    char api_token_file[1024];
+    char cors_origin[4096];    /* a list: comma-separated */
+    char mask_attribute[4096]; /* a list: comma-separated */
+    char mask_mode[16];
+    int no_default_masks;
+    int64_t max_spans_per_request;
+    int64_t max_attributes;
+    int64_t max_attribute_length;
     uint64_t idle_timeout;
     int synchronous_full;
+    uint64_t retention;
+    uint64_t max_db_size;
     uint64_t bucket;
     uint64_t analysis_interval;
     uint64_t baseline_window;
     double anomaly_threshold;
     double error_rate_threshold;
+    char webhook[4096]; /* a list: comma-separated */
+    char webhook_format[16];
 } fl_config_t;
 
 /** Fill defaults, then environment variables. */

@@ -53,6 +53,16 @@ static void receiver_status(void *ud, fl_jw_t *w)
     fl_jw_uint(w, st.inflight_bytes);
     fl_jw_key(w, "inflight_requests");
     fl_jw_uint(w, st.inflight_requests);
+    fl_jw_key(w, "requests_unauthenticated");
+    fl_jw_uint(w, st.requests_unauthenticated);
+    fl_jw_key(w, "requests_too_many_spans");
+    fl_jw_uint(w, st.requests_too_many_spans);
+    fl_jw_key(w, "attributes_masked");
+    fl_jw_uint(w, st.attributes_masked);
+    fl_jw_key(w, "attributes_dropped");
+    fl_jw_uint(w, st.attributes_dropped);
+    fl_jw_key(w, "values_truncated");
+    fl_jw_uint(w, st.values_truncated);
     fl_analysis_rt_rates(rt, w);
     fl_jw_obj_end(w);
 }
@@ -94,6 +104,7 @@ static int add_listener(fl_net_t *net, int *count, listener_spec_t *spec, const 
     o.max_body = (size_t)cfg->max_body;
     o.max_connections = (size_t)cfg->max_connections;
     o.max_streams = (uint32_t)cfg->max_streams;
+    o.max_header = (size_t)cfg->max_header_size;
     o.idle_timeout_ms = (int)(cfg->idle_timeout / 1000000);
     o.allow_h2c = allow_h2c;
     o.tls.cert_file = *cfg->tls_cert ? cfg->tls_cert : NULL;
@@ -129,6 +140,60 @@ static int write_port_file(const char *path, listener_spec_t *specs, int n)
     return rename(tmp, path);
 }
 
+/* Security settings resolved from the configuration: token sets, split lists, CORS. */
+#define MAX_LIST 64
+typedef struct sec {
+    fl_net_tokens_t *ingest_tokens, *api_tokens;
+    char origins_buf[4096], masks_buf[4096];
+    const char *origins[MAX_LIST], *masks[MAX_LIST];
+    size_t n_origins, n_masks;
+    fl_net_cors_t ingest_cors, api_cors;
+} sec_t;
+
+static size_t split_list(char *buf, const char **out)
+{
+    size_t n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && n < MAX_LIST;
+         t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        char *e = t + strlen(t);
+        while (e > t && e[-1] == ' ')
+            *--e = 0;
+        if (*t)
+            out[n++] = t;
+    }
+    return n;
+}
+
+static int sec_init(sec_t *sc, const fl_config_t *cfg, char *err, size_t errlen)
+{
+    char lerr[512];
+    memset(sc, 0, sizeof(*sc));
+    if (*cfg->ingest_token_file &&
+        !(sc->ingest_tokens = fl_net_tokens_load(cfg->ingest_token_file, lerr, sizeof(lerr)))) {
+        snprintf(err, errlen, "--ingest-token-file: %s", lerr);
+        return -1;
+    }
+    if (*cfg->api_token_file &&
+        !(sc->api_tokens = fl_net_tokens_load(cfg->api_token_file, lerr, sizeof(lerr)))) {
+        snprintf(err, errlen, "--api-token-file: %s", lerr);
+        return -1;
+    }
+    snprintf(sc->origins_buf, sizeof(sc->origins_buf), "%s", cfg->cors_origin);
+    snprintf(sc->masks_buf, sizeof(sc->masks_buf), "%s", cfg->mask_attribute);
+    sc->n_origins = split_list(sc->origins_buf, sc->origins);
+    sc->n_masks = split_list(sc->masks_buf, sc->masks);
+    sc->ingest_cors = (fl_net_cors_t){sc->origins, sc->n_origins, "POST", 0};
+    sc->api_cors = (fl_net_cors_t){sc->origins, sc->n_origins, "GET, POST", 0};
+    fl_log(FL_LOG_INFO, "server",
+           "security ingest_auth=%s api_auth=%s cors_origins=%zu masked_keys=%zu defaults=%s "
+           "mask_mode=%s",
+           sc->ingest_tokens ? "on" : "off", sc->api_tokens ? "on" : "off", sc->n_origins,
+           sc->n_masks, cfg->no_default_masks ? "off" : "on", cfg->mask_mode);
+    return 0;
+}
+
 static int serve(const fl_config_t *cfg)
 {
     int rc = 1;
@@ -137,6 +202,7 @@ static int serve(const fl_config_t *cfg)
     fl_analysis_rt_t *rt = NULL;
     fl_receiver_t *recv = NULL;
     fl_api_t *api = NULL;
+    static sec_t sec; /* outlives the receiver, which may be leaked at shutdown */
     fl_net_t *ingest = NULL, *apinet = NULL;
     int n_ingest = 0, n_api = 0;
     listener_spec_t specs[3] = {{"otlp-grpc", cfg->otlp_grpc, -1, NULL},
@@ -156,6 +222,8 @@ static int serve(const fl_config_t *cfg)
     so.path = cfg->db;
     so.max_queue_spans = (size_t)cfg->max_queue_spans;
     so.synchronous_full = cfg->synchronous_full;
+    so.retention_ns = cfg->retention;
+    so.max_db_bytes = cfg->max_db_size;
     /* Sized for the memory bound (RSS <= 256 MiB): 16 MiB of dedup keys, 32 MiB of page
      * cache for the writer; reads still merge older duplicates. */
     so.dedup_window_spans = 1000000;
@@ -172,6 +240,8 @@ static int serve(const fl_config_t *cfg)
         .baseline_window_ns = cfg->baseline_window,
         .anomaly_threshold = cfg->anomaly_threshold,
         .error_rate_threshold = cfg->error_rate_threshold,
+        .webhooks = cfg->webhook,
+        .webhook_format = cfg->webhook_format,
     };
     rt = fl_analysis_rt_new(&rto, err, sizeof(err));
     if (!rt) {
@@ -187,6 +257,19 @@ static int serve(const fl_config_t *cfg)
     ro.decode_threads = (int)cfg->decode_threads;
     ro.retry_after_s = (unsigned)cfg->retry_after;
     ro.capture_dir = *cfg->capture_dir ? cfg->capture_dir : NULL;
+    if (sec_init(&sec, cfg, err, sizeof(err)) != 0) {
+        fl_log(FL_LOG_ERROR, "server", "cannot start error=\"%s\"", err);
+        goto out;
+    }
+    ro.tokens = sec.ingest_tokens;
+    ro.cors = &sec.ingest_cors;
+    ro.sanitize.mask_keys = sec.masks;
+    ro.sanitize.n_mask_keys = sec.n_masks;
+    ro.sanitize.mask_mode = !strcmp(cfg->mask_mode, "hash") ? FL_MASK_HASH : FL_MASK_REDACT;
+    ro.sanitize.no_default_masks = cfg->no_default_masks;
+    ro.sanitize.max_attributes = (size_t)cfg->max_attributes;
+    ro.sanitize.max_value_length = (size_t)cfg->max_attribute_length;
+    ro.max_spans = (size_t)cfg->max_spans_per_request;
     recv = fl_receiver_new(&ro, err, sizeof(err));
     if (!recv) {
         fl_log(FL_LOG_ERROR, "server", "cannot start the receiver error=\"%s\"", err);
@@ -200,7 +283,12 @@ static int serve(const fl_config_t *cfg)
     ao.analysis = fl_analysis_rt_engine(rt);
     ao.analyze_fn = fl_analysis_rt_analyze;
     ao.analyze_ud = rt;
+    ao.incidents = fl_analysis_rt_incidents(rt);
+    ao.incident_fn = fl_analysis_rt_incident_changed;
+    ao.incident_ud = rt;
     ao.threads = (int)cfg->api_threads;
+    ao.tokens = sec.api_tokens;
+    ao.cors = &sec.api_cors;
     api = fl_api_new(&ao);
     if (!api) {
         fl_log(FL_LOG_ERROR, "server", "cannot start the API");
@@ -222,6 +310,8 @@ static int serve(const fl_config_t *cfg)
         fl_log(FL_LOG_ERROR, "server", "cannot start the I/O threads");
         goto out;
     }
+    if (specs[2].index >= 0) /* links in incident notifications */
+        fl_analysis_rt_set_api_port(rt, cfg->api, fl_net_bound_port(apinet, specs[2].index));
     fl_api_set_ready(api, 1);
     if (*cfg->port_file && write_port_file(cfg->port_file, specs, 3) != 0) {
         fl_log(FL_LOG_ERROR, "server", "cannot write the port file path=\"%s\" error=\"%s\"",
@@ -259,6 +349,9 @@ out:;
                (unsigned long long)st.spans_stored);
     }
     fl_analysis_rt_free(rt);
+    /* Tokens are read only in on_head, on the net threads, which are gone by now. */
+    fl_net_tokens_free(sec.api_tokens);
+    fl_net_tokens_free(sec.ingest_tokens);
     if (*cfg->port_file)
         unlink(cfg->port_file);
     return rc;
@@ -316,6 +409,10 @@ int main(int argc, char **argv)
     }
     if (*cfg.tls_client_ca && !*cfg.tls_cert) {
         fprintf(stderr, "faultline: --tls-client-ca needs --tls-cert and --tls-key\n");
+        return 2;
+    }
+    if (strcmp(cfg.mask_mode, "redact") && strcmp(cfg.mask_mode, "hash")) {
+        fprintf(stderr, "faultline: --mask-mode: \"%s\" is not redact|hash\n", cfg.mask_mode);
         return 2;
     }
     return serve(&cfg);

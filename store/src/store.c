@@ -208,10 +208,18 @@ int fl__open_db(fl_store_t *s, int writer, sqlite3 **out, char *err, size_t errl
 static void *writer_main(void *arg)
 {
     fl_store_t *s = arg;
+    int more = 0; /* retention has more expired blocks to delete */
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->q_head && !s->closing)
+        while (!s->q_head && !s->closing) {
+            if (more || s->retain_kick) { /* an idle moment: one bounded retention step */
+                pthread_mutex_unlock(&s->mu);
+                more = fl__writer_retention(s);
+                pthread_mutex_lock(&s->mu);
+                continue;
+            }
             pthread_cond_wait(&s->cv_work, &s->mu);
+        }
         if (!s->q_head && s->closing) {
             pthread_mutex_unlock(&s->mu);
             break;
@@ -231,6 +239,7 @@ static void *writer_main(void *arg)
 
         fl__writer_apply_limits(s);
         fl__writer_group(s, head);
+        more = fl__writer_retention(s); /* bounded: ingest never waits long for it */
     }
     return NULL;
 }
@@ -280,6 +289,8 @@ int fl_store_open(const fl_store_opts_t *opts, fl_store_t **out, char *err, size
     s->opts.path = s->path;
     opts_defaults(&s->opts);
     s->max_db_bytes = opts->max_db_bytes;
+    s->retention_ns = opts->retention_ns;
+    s->retain_kick = opts->retention_ns != 0;
 
     if (pthread_mutex_init(&s->mu, NULL) || pthread_cond_init(&s->cv_work, NULL) ||
         pthread_cond_init(&s->cv_done, NULL) || pthread_mutex_init(&s->rmu, NULL) ||
@@ -452,6 +463,23 @@ void fl_store_set_max_db_bytes(fl_store_t *s, uint64_t max_bytes)
     pthread_mutex_lock(&s->mu);
     s->max_db_bytes = max_bytes;
     pthread_mutex_unlock(&s->mu);
+}
+
+void fl_store_set_retention(fl_store_t *s, uint64_t retention_ns)
+{
+    pthread_mutex_lock(&s->mu);
+    s->retention_ns = retention_ns;
+    s->retain_kick = 1;
+    pthread_cond_broadcast(&s->cv_work);
+    pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t fl__store_retention(fl_store_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t v = s->retention_ns;
+    pthread_mutex_unlock(&s->mu);
+    return v;
 }
 
 void fl_store_set_observer(fl_store_t *s, fl_store_observer_fn fn, void *ud)

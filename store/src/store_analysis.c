@@ -80,6 +80,8 @@ int fl_store_analysis_save(fl_store_t *s, const char *key, const void *state, si
     fl__aux_t *x = s->aux;
     int rc, status = FL_OK;
 
+    if (!retain_ns) /* the store's retention (--retention), else 7 days */
+        retain_ns = fl__store_retention(s);
     if (!retain_ns)
         retain_ns = RETAIN_DEFAULT_NS;
     pthread_mutex_lock(&s->amu);

@@ -434,6 +434,8 @@ struct fl_store {
     fl_store_stats_t stats;
     uint64_t max_db_bytes; /* requested (0: none); applied by the writer */
     uint64_t max_db_bytes_applied;
+    uint64_t retention_ns; /* 0: keep everything; read by the writer */
+    int retain_kick;       /* the retention changed: the idle writer takes a step */
 
     fl__writer_t *w;
     fl__tix_t tix;
@@ -457,6 +459,7 @@ struct fl_store {
 #define FL__COMPACT_SMALL (FL__BLOCK_TARGET / 2) /* blocks below this get merged */
 #define FL__COMPACT_MAX_RUN 64                   /* blocks merged at once, at most */
 #define FL__COMPACT_RUN 8                        /* merge when this many have accumulated */
+#define FL__RETAIN_STEP 16 /* blocks deleted per retention transaction (~one full group) */
 
 /* writer (store_write.c) */
 int fl__writer_new(fl_store_t *s, sqlite3 *db, fl__writer_t **out, char *err, size_t errlen);
@@ -466,6 +469,10 @@ int fl__writer_load(fl_store_t *s, char *err, size_t errlen);
 /** Write one group of queue entries in one transaction; calls back and frees each. */
 void fl__writer_group(fl_store_t *s, fl__qent_t *list);
 void fl__writer_apply_limits(fl_store_t *s);
+/** One bounded retention step when something may have expired; 1 when more may remain. */
+int fl__writer_retention(fl_store_t *s);
+/** The configured retention (0: none), read under the store's lock. */
+uint64_t fl__store_retention(fl_store_t *s);
 
 /* analysis persistence (store_analysis.c) */
 int fl__aux_open(fl_store_t *s, char *err, size_t errlen);

@@ -139,6 +139,18 @@
 #define FL_SQL_BLOOM_DELETE "DELETE FROM block_bloom WHERE id BETWEEN ?1 AND ?2"
 #define FL_SQL_OPS_DELETE "DELETE FROM block_ops WHERE block_id BETWEEN ?1 AND ?2"
 
+/* Retention (docs/store.md "Retention"): the oldest blocks whose every span ended before ?1,
+ * at most ?2 of them (the max_start index narrows the candidates: max_end >= max_start). */
+#define FL_SQL_BLOCKS_EXPIRED                                                                      \
+    "SELECT id, n_spans FROM blocks WHERE max_start < ?1 AND max_end < ?1"                         \
+    " ORDER BY max_start LIMIT ?2"
+/* Take an expired block's spans off the service list's counts, then drop emptied rows. */
+#define FL_SQL_SVCOPS_EXPIRE                                                                       \
+    "UPDATE service_ops SET span_count = span_count - o.n FROM (SELECT service_id, name_id,"       \
+    " SUM(n_spans) AS n FROM block_ops WHERE block_id = ?1 GROUP BY service_id, name_id) AS o"     \
+    " WHERE service_ops.service_id = o.service_id AND service_ops.name_id = o.name_id"
+#define FL_SQL_SVCOPS_PRUNE "DELETE FROM service_ops WHERE span_count <= 0"
+
 /* ---------------------------------------------------------------- analysis persistence
  * Run on the store's auxiliary write connection (store_analysis.c), never the writer's. */
 

@@ -69,6 +69,7 @@ struct fl__writer {
     sqlite3_stmt *block_insert, *heavy_insert, *bloom_insert, *ops_insert, *svcops_upsert;
     sqlite3_stmt *block_max, *bloom_load, *blocks_newest, *block_light, *block_heavy;
     sqlite3_stmt *block_del, *heavy_del, *bloom_del, *ops_del;
+    sqlite3_stmt *blocks_expired, *svcops_expire, *svcops_prune;
     int page_size;
     fl__dec_t *dec; /* compaction reads blocks back */
     /* The trailing run of small blocks (no other block between them), oldest first. */
@@ -89,6 +90,9 @@ struct fl__writer {
     uint64_t watermark;
     uint64_t epoch; /* layout epoch (see fl__tix_t) */
     uint32_t bad_batch;
+    uint64_t retain_wm;   /* watermark at the last retention step */
+    uint64_t retain_keep; /* retention of the last step */
+    int retain_more;      /* the last step was full: more expired blocks may remain */
 
     sent_t *ents;
     size_t ents_cap;
@@ -199,7 +203,8 @@ static const struct {
     WS(blocks_newest, FL_SQL_BLOCKS_NEWEST), WS(block_light, FL_SQL_BLOCK_LIGHT),
     WS(block_heavy, FL_SQL_BLOCK_HEAVY),     WS(block_del, FL_SQL_BLOCK_DELETE),
     WS(heavy_del, FL_SQL_HEAVY_DELETE),      WS(bloom_del, FL_SQL_BLOOM_DELETE),
-    WS(ops_del, FL_SQL_OPS_DELETE),
+    WS(ops_del, FL_SQL_OPS_DELETE),          WS(blocks_expired, FL_SQL_BLOCKS_EXPIRED),
+    WS(svcops_expire, FL_SQL_SVCOPS_EXPIRE), WS(svcops_prune, FL_SQL_SVCOPS_PRUNE),
 };
 #undef WS
 #define WSTMT(w, i) ((sqlite3_stmt **)((char *)(w) + writer_stmts[i].off))
@@ -1372,4 +1377,88 @@ callback:
     s->seq_done += nb;
     pthread_cond_broadcast(&s->cv_done);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* ---------------------------------------------------------------- retention
+ * Whole blocks whose every span ended more than the retention before the watermark (event
+ * time) are deleted, FL__RETAIN_STEP blocks per transaction, as compaction deletes the
+ * blocks it merges: rows, heavy chunks, filter, block_ops rows, and their share of the
+ * service list. The freed pages go to SQLite's free list and are reused by later blocks. */
+
+static int retention_step(fl_store_t *s, uint64_t keep)
+{
+    fl__writer_t *w = s->w;
+    int64_t ids[FL__RETAIN_STEP];
+    size_t k = 0;
+    uint64_t spans = 0;
+    int ok = 0, src;
+    uint64_t cutoff = w->watermark - keep;
+
+    if (cutoff > (uint64_t)INT64_MAX)
+        cutoff = (uint64_t)INT64_MAX;
+    if (fl__step_done(w->begin) != SQLITE_DONE)
+        return 0;
+    sqlite3_bind_int64(w->blocks_expired, 1, (int64_t)cutoff);
+    sqlite3_bind_int64(w->blocks_expired, 2, FL__RETAIN_STEP);
+    while (k < FL__RETAIN_STEP && (src = sqlite3_step(w->blocks_expired)) == SQLITE_ROW) {
+        ids[k++] = sqlite3_column_int64(w->blocks_expired, 0);
+        spans += (uint64_t)sqlite3_column_int64(w->blocks_expired, 1);
+    }
+    fl__done(w->blocks_expired);
+    if (k == 0)
+        goto out;
+    for (size_t i = 0; i < k; i++) {
+        sqlite3_bind_int64(w->svcops_expire, 1, ids[i]);
+        if (fl__step_done(w->svcops_expire) != SQLITE_DONE ||
+            delete_range(w, w->block_del, ids[i], ids[i]) != SQLITE_DONE ||
+            delete_range(w, w->heavy_del, FL__HEAVY_ROWID(ids[i], 0),
+                         FL__HEAVY_ROWID(ids[i], 63)) != SQLITE_DONE ||
+            delete_range(w, w->bloom_del, ids[i], ids[i]) != SQLITE_DONE ||
+            delete_range(w, w->ops_del, ids[i], ids[i]) != SQLITE_DONE)
+            goto out;
+    }
+    if (fl__step_done(w->svcops_prune) != SQLITE_DONE)
+        goto out;
+    uint64_t left = w->spans_stored > spans ? w->spans_stored - spans : 0;
+    uint64_t epoch = w->epoch + 1; /* readers of older snapshots keep the old filters */
+    if (meta_put(w, "spans_stored", left) != SQLITE_OK ||
+        meta_put(w, "layout_epoch", epoch) != SQLITE_OK || fl__step_done(w->commit) != SQLITE_DONE)
+        goto out;
+    ok = 1;
+    for (size_t i = 0; i < k; i++) {
+        fl__tix_retire(&s->tix, ids[i], ids[i], epoch);
+        for (size_t j = 0; j < w->tail_n; j++)
+            if (w->tail[j].id == ids[i]) /* the compaction run lost a block: start over */
+                w->tail_n = w->tail_spans = 0;
+    }
+    w->epoch = epoch;
+    uint64_t oldest = fl__readers_min_epoch(s);
+    fl__tix_gc(&s->tix, oldest < epoch ? oldest : epoch);
+    w->spans_stored = left;
+    pthread_mutex_lock(&s->mu);
+    s->stats.spans_stored = left;
+    s->stats.blocks_expired += k;
+    s->stats.spans_expired += spans;
+    pthread_mutex_unlock(&s->mu);
+out:
+    if (!ok && !sqlite3_get_autocommit(w->db))
+        fl__step_done(w->rollback);
+    return ok && k == FL__RETAIN_STEP;
+}
+
+int fl__writer_retention(fl_store_t *s)
+{
+    fl__writer_t *w = s->w;
+    pthread_mutex_lock(&s->mu);
+    uint64_t keep = s->retention_ns;
+    s->retain_kick = 0;
+    pthread_mutex_unlock(&s->mu);
+    /* Nothing new can have expired unless the watermark moved or the retention changed. */
+    if (!keep || w->watermark <= keep ||
+        (!w->retain_more && w->retain_wm == w->watermark && w->retain_keep == keep))
+        return 0;
+    w->retain_wm = w->watermark;
+    w->retain_keep = keep;
+    w->retain_more = retention_step(s, keep);
+    return w->retain_more;
 }

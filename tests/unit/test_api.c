@@ -650,16 +650,13 @@ static void test_api_routes(void **state)
     assert_int_equal(fl_api_lookup(api, "GET", "/API/traces", &m), 404);
 
     /* Later modules register their routes the same way. */
-    assert_int_equal(fl_api_route(api, "GET", "/aiops/incidents/{id}", noop_route, "by-id", 0),
-                     FL_OK);
-    assert_int_equal(fl_api_route(api, "GET", "/aiops/incidents/summary", noop_route, "summary", 0),
+    assert_int_equal(fl_api_route(api, "GET", "/x/incidents/{id}", noop_route, "by-id", 0), FL_OK);
+    assert_int_equal(fl_api_route(api, "GET", "/x/incidents/summary", noop_route, "summary", 0),
                      FL_OK);
     assert_int_equal(
-        fl_api_route(api, "POST", "/aiops/incidents/{id}/resolve", noop_route, "resolve", 0),
-        FL_OK);
-    assert_int_equal(fl_api_route(api, "PUT", "/aiops/incidents/{id}", noop_route, "put", 0),
-                     FL_OK);
-    assert_int_equal(fl_api_route(api, "GET", "/aiops/incidents/{id}", noop_route, "x", 0),
+        fl_api_route(api, "POST", "/x/incidents/{id}/resolve", noop_route, "resolve", 0), FL_OK);
+    assert_int_equal(fl_api_route(api, "PUT", "/x/incidents/{id}", noop_route, "put", 0), FL_OK);
+    assert_int_equal(fl_api_route(api, "GET", "/x/incidents/{id}", noop_route, "x", 0),
                      FL_ERR_CONFLICT);
     assert_int_equal(fl_api_route(api, "GET", "aiops", noop_route, NULL, 0), FL_ERR_INVALID);
     assert_int_equal(fl_api_route(api, "GET", "/a//b", noop_route, NULL, 0), FL_ERR_INVALID);
@@ -670,15 +667,15 @@ static void test_api_routes(void **state)
     assert_int_equal(fl_api_route(api, "get", "/a", noop_route, NULL, 0), FL_ERR_INVALID);
     assert_int_equal(fl_api_route(api, "GET", "/a", NULL, NULL, 0), FL_ERR_INVALID);
 
-    assert_int_equal(fl_api_lookup(api, "GET", "/aiops/incidents/summary", &m), 200);
-    assert_string_equal(m.pattern, "/aiops/incidents/summary"); /* the literal wins */
-    assert_int_equal(fl_api_lookup(api, "GET", "/aiops/incidents/INC-1", &m), 200);
-    assert_string_equal(m.pattern, "/aiops/incidents/{id}");
-    assert_int_equal(fl_api_lookup(api, "PUT", "/aiops/incidents/summary", &m), 200);
-    assert_string_equal(m.pattern, "/aiops/incidents/{id}");
-    assert_int_equal(fl_api_lookup(api, "DELETE", "/aiops/incidents/INC-1", &m), 405);
+    assert_int_equal(fl_api_lookup(api, "GET", "/x/incidents/summary", &m), 200);
+    assert_string_equal(m.pattern, "/x/incidents/summary"); /* the literal wins */
+    assert_int_equal(fl_api_lookup(api, "GET", "/x/incidents/INC-1", &m), 200);
+    assert_string_equal(m.pattern, "/x/incidents/{id}");
+    assert_int_equal(fl_api_lookup(api, "PUT", "/x/incidents/summary", &m), 200);
+    assert_string_equal(m.pattern, "/x/incidents/{id}");
+    assert_int_equal(fl_api_lookup(api, "DELETE", "/x/incidents/INC-1", &m), 405);
     assert_string_equal(m.allow, "GET, PUT");
-    assert_int_equal(fl_api_lookup(api, "GET", "/aiops/incidents/INC-1/resolve", &m), 405);
+    assert_int_equal(fl_api_lookup(api, "GET", "/x/incidents/INC-1/resolve", &m), 405);
     assert_string_equal(m.allow, "POST");
     fl_api_free(api);
 }

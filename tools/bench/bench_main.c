@@ -135,6 +135,7 @@ typedef struct worker {
     double *lat;
     size_t n_lat, cap_lat;
     uint64_t ok_spans, ok_reqs, errs, n503, retries;
+    uint64_t acked_spans, n503_no_retry_after; /* whole run, for the overload test */
     uint8_t (*ids)[16];
     size_t n_ids, cap_ids;
 } worker_t;
@@ -206,6 +207,8 @@ static int send_one(worker_t *w, fl_http_client_t *hc, fl_grpc_client_t *gc, con
         double wait = 1;
         if (status == 503 && fl_http_response_header(&resp, "retry-after", ra, sizeof(ra)))
             wait = strtod(ra, NULL);
+        else if (status == 503)
+            w->n503_no_retry_after++;
         if (status != 200 && status != 503 && w->errs < 3)
             fprintf(stderr, "bench: http rc=%d status=%d %.200s\n", rc, status,
                     rc == FL_OK && resp.body.data ? (const char *)resp.body.data : "");
@@ -273,6 +276,8 @@ static void *worker_main(void *arg)
         double t1 = now_s();
         if (interval > 0)
             next += interval;
+        if (ok) /* every acknowledged span, warm-up and tail included */
+            w->acked_spans += r->n_spans;
         if (!ok || t1 < g_t_measure || (g_t_end > 0 && t1 > g_t_end))
             continue;
         w->ok_spans += r->n_spans;
@@ -333,9 +338,11 @@ static int run_ingest(void)
     for (int i = 0; i < O.conns; i++)
         pthread_join(ws[i].th, NULL);
 
-    uint64_t spans = 0, reqs = 0, errs = 0, n503 = 0, retries = 0;
+    uint64_t spans = 0, reqs = 0, errs = 0, n503 = 0, retries = 0, acked = 0, no_ra = 0;
     size_t nl = 0;
     for (int i = 0; i < O.conns; i++) {
+        acked += ws[i].acked_spans;
+        no_ra += ws[i].n503_no_retry_after;
         spans += ws[i].ok_spans;
         reqs += ws[i].ok_reqs;
         errs += ws[i].errs;
@@ -361,6 +368,8 @@ static int run_ingest(void)
     printf("p50_ms=%.2f\np99_ms=%.2f\nmax_ms=%.2f\n", lat ? pct(lat, k, 0.5) : NAN,
            lat ? pct(lat, k, 0.99) : NAN, lat && k ? lat[k - 1] : NAN);
     printf("client_cpu_util=%.2f\n", (self1 - self0) / O.duration);
+    printf("acked_spans_total=%llu\nrefused_503_without_retry_after=%llu\n",
+           (unsigned long long)acked, (unsigned long long)no_ra);
     if (O.pid) {
         double cpu = cpu1 - cpu0;
         printf("server_cpu_s=%.2f\nserver_cpu_util=%.2f\n", cpu, cpu / O.duration);

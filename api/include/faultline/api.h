@@ -30,7 +30,11 @@ typedef void (*fl_api_status_fn)(void *ud, fl_jw_t *w);
  *  server supplies it so that runs are serialised with its analysis thread and closed
  *  buckets are persisted. Returns FL_OK or an fl_err_t. Must be thread-safe. */
 typedef int (*fl_api_analyze_fn)(void *ud, uint64_t until_ns, fl_arena_t *arena,
-                                 fl_analysis_run_result_t *out);
+                                 fl_analysis_run_result_t *out, fl_incident_changes_t *changes);
+
+/** Called after an incident route changed an incident (event "acknowledged" or "resolved"),
+ *  on a pool thread, so the server can persist the set and notify. Must be thread-safe. */
+typedef void (*fl_api_incident_fn)(void *ud, const char *id, const char *event);
 
 typedef struct fl_api_opts {
     fl_store_t *store;          /**< read by the routes; NULL: routes needing it answer 503 */
@@ -49,6 +53,14 @@ typedef struct fl_api_opts {
     fl_api_analyze_fn analyze_fn; /**< POST /aiops/analyze; NULL: fl_analysis_run directly
                                        (closed buckets are then not persisted) */
     void *analyze_ud;
+    fl_incidents_t *incidents;      /**< behind /aiops/incidents; NULL: they answer 503 */
+    fl_api_incident_fn incident_fn; /**< after acknowledge / resolve; may be NULL */
+    void *incident_ud;
+    const fl_net_tokens_t *tokens; /**< when set, every route but GET /health needs
+                                        "Authorization: Bearer" with one of them, else 401
+                                        {"error", "status"} + WWW-Authenticate: Bearer.
+                                        Checked by the net handler only. Not owned */
+    const fl_net_cors_t *cors;     /**< CORS for browser pages; NULL: off */
 } fl_api_opts_t;
 
 /** Create the API with its worker pool and the built-in routes (docs/api.md). The API starts
@@ -192,6 +204,47 @@ const char *fl_api_status_name(int status_code);
 void fl_api_write_span(fl_jw_t *w, const fl_span_t *s);
 /** Write one trace summary object as GET /api/traces returns it. */
 void fl_api_write_trace_summary(fl_jw_t *w, const fl_trace_summary_t *t);
+
+/** Write one incident object as GET /aiops/incidents/{id} returns it (docs/api.md). */
+void fl_api_write_incident(fl_jw_t *w, const fl_incident_t *inc);
+
+/* ---------------------------------------------------------------- webhooks */
+
+/** Payload shapes for --webhook-format. */
+typedef enum fl_webhook_format {
+    FL_WEBHOOK_ALERTMANAGER = 1, /**< Alertmanager webhook payload, version 4 */
+    FL_WEBHOOK_SLACK = 2,        /**< Slack incoming webhook {"text", "blocks"} */
+    FL_WEBHOOK_JSON = 3          /**< {"event", "incident": <the incident JSON>} */
+} fl_webhook_format_t;
+
+/** "alertmanager" | "slack" | "json" -> the format; 0 when unknown. */
+int fl_webhook_format_parse(const char *s);
+
+typedef struct fl_webhook_opts {
+    const char *const *urls; /**< http://HOST[:PORT]/PATH (https:// too); copied */
+    size_t n_urls;
+    fl_webhook_format_t format;
+    size_t max_queue;    /**< notifications waiting; past it the oldest is dropped. 0: 256 */
+    int max_attempts;    /**< per URL, on 5xx / 429 / connection errors. 0: 5 */
+    uint64_t backoff_ns; /**< first retry delay, doubling (capped at 30 s). 0: 1 s */
+    int timeout_ms;      /**< per request. 0: 5000 */
+} fl_webhook_opts_t;
+
+/** Sends incident notifications to URLs from its own thread, through a bounded queue. */
+typedef struct fl_webhook fl_webhook_t;
+
+/** Start the sender thread. NULL with err on a bad URL, OOM or thread failure. */
+fl_webhook_t *fl_webhook_new(const fl_webhook_opts_t *opts, char *err, size_t errlen);
+/** The base of generatorURL / incident links ("http://127.0.0.1:8080"); copied. */
+void fl_webhook_set_base_url(fl_webhook_t *wh, const char *base);
+/** Look at an incident's current state and queue what is due: "firing" the first time it is
+ *  seen open (or investigating), again when its severity rose, "resolved" once when it is
+ *  resolved or closed. Never blocks (the queue drops its oldest entry when full). Thread-safe. */
+void fl_webhook_incident(fl_webhook_t *wh, const fl_incident_t *inc);
+/** Write the "webhooks" member of /aiops/status (key and object). */
+void fl_webhook_status(fl_webhook_t *wh, fl_jw_t *w);
+/** Stop the thread after at most timeout_ms of sending what is queued; free. Accepts NULL. */
+void fl_webhook_free(fl_webhook_t *wh, int timeout_ms);
 
 #ifdef __cplusplus
 }

@@ -135,6 +135,57 @@ int64_t fl_net_req_grpc_timeout_ms(const fl_net_req_t *r);
 void fl_net_req_set_data(fl_net_req_t *r, void *data);
 void *fl_net_req_get_data(const fl_net_req_t *r);
 
+/** Attach a header to whatever HTTP response this request gets (fl_net_respond), errors
+ *  included: CORS headers decided in on_head, WWW-Authenticate. Strings are copied. Call on
+ *  the loop thread before answering. FL_OK, FL_ERR_LIMIT (more than 12), FL_ERR_NOMEM. */
+int fl_net_req_add_response_header(fl_net_req_t *r, const char *name, const char *value);
+
+/* ---------------------------------------------------------------- security helpers */
+
+/** SHA-256 of data into out (32 bytes). */
+void fl_net_sha256(const void *data, size_t len, uint8_t out[32]);
+
+/** A set of accepted bearer tokens (only their SHA-256 digests are kept). */
+typedef struct fl_net_tokens fl_net_tokens_t;
+/** Read tokens from a file, one per line (blank lines and surrounding spaces ignored; several
+ *  lines allow rotation). NULL with a message in err when the file cannot be read or holds
+ *  no token. The tokens themselves never appear in err. */
+fl_net_tokens_t *fl_net_tokens_load(const char *path, char *err, size_t errlen);
+/** Build a set from strings (tests). NULL on OOM or n == 0. */
+fl_net_tokens_t *fl_net_tokens_new(const char *const *tokens, size_t n);
+/** 1 when authorization is "Bearer <token>" (scheme case-insensitive) with a token of the
+ *  set, else 0. The presented token is hashed and compared with every digest in constant
+ *  time, so timing tells nothing about the tokens. */
+int fl_net_tokens_check(const fl_net_tokens_t *t, const char *authorization);
+size_t fl_net_tokens_count(const fl_net_tokens_t *t);
+void fl_net_tokens_free(fl_net_tokens_t *t); /**< accepts NULL */
+
+/** CORS policy for a listener (follows the OpenTelemetry Collector's confighttp cors). */
+typedef struct fl_net_cors {
+    const char *const *origins; /**< allowed origins; '*' matches any run of
+                                     characters (https + "*.example.com"); none: off */
+    size_t n_origins;
+    const char *methods; /**< Access-Control-Allow-Methods, e.g. "POST" */
+    int max_age_s;       /**< Access-Control-Max-Age; 0: 7200 */
+} fl_net_cors_t;
+
+/** 1 when origin matches pattern ('*' matches any run of characters, case-insensitive). */
+int fl_net_cors_origin_match(const char *pattern, const char *origin);
+
+enum fl_net_cors_result {
+    FL_NET_CORS_NONE = 0,     /**< not a CORS request, CORS off, or origin not allowed */
+    FL_NET_CORS_ALLOWED = 1,  /**< headers attached to the coming response */
+    FL_NET_CORS_PREFLIGHT = 2 /**< an OPTIONS preflight, answered (204) */
+};
+/** Apply CORS in on_head: for an allowed Origin attach Access-Control-Allow-Origin (the
+ *  origin echoed), -Allow-Credentials: true and Vary: Origin to the response; answer an
+ *  OPTIONS preflight (Origin + Access-Control-Request-Method) with 204, -Allow-Methods,
+ *  -Allow-Headers (Content-Type, Content-Encoding, Authorization, X-Requested-With plus the
+ *  requested ones that are valid header names) and -Max-Age. A preflight from an origin not
+ *  allowed still gets 204, without CORS headers (the browser then refuses). cors may be
+ *  NULL. */
+int fl_net_cors_apply(fl_net_req_t *req, const fl_net_cors_t *cors);
+
 /** Answer a request; body is copied. Callable from any thread, exactly once per request
  *  (a second answer is logged and dropped). Content-Length, Date and Connection are added
  *  by the framework (the handler's own are ignored; on HTTP/2 names are lowercased and

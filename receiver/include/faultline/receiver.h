@@ -97,6 +97,49 @@ int fl_otlp_encode_export_response(int signal, int format, size_t rejected, cons
 int fl_otlp_encode_status(int format, int grpc_code, const char *msg, unsigned retry_after_s,
                           fl_buf_t *out);
 
+/* ---------------------------------------------------------------- masking and limits */
+
+enum fl_mask_mode {
+    FL_MASK_REDACT = 0, /**< the value becomes the string "[REDACTED]" */
+    FL_MASK_HASH = 1    /**< "sha256:" + the first 16 hex digits of SHA-256 of the value
+                             (the string's bytes; other types: their JSON text), so equal
+                             values stay correlatable */
+};
+
+/** The sensitive-key defaults: an attribute whose key contains one of these
+ *  (case-insensitive) is masked unless no_defaults is set. NULL-terminated. */
+extern const char *const fl_mask_default_keys[];
+
+/** Attribute masking and per-request limits, applied to every decoded batch before the
+ *  sink, on span, event, link, scope and resource attributes. */
+typedef struct fl_sanitize_opts {
+    const char *const *mask_keys; /**< exact keys, or a prefix with a trailing '*' */
+    size_t n_mask_keys;
+    int mask_mode;           /**< enum fl_mask_mode */
+    int no_default_masks;    /**< 1: only mask_keys are masked */
+    size_t max_attributes;   /**< per span / event / link / scope / resource; extra ones are
+                                  dropped and added to dropped_attributes_count. 0: none */
+    size_t max_value_length; /**< string and bytes values (also inside arrays and kvlists)
+                                  longer than this are cut, strings at a UTF-8 boundary.
+                                  0: none */
+} fl_sanitize_opts_t;
+
+typedef struct fl_sanitize_counts {
+    uint64_t masked;    /**< attribute values masked */
+    uint64_t dropped;   /**< attributes dropped past max_attributes */
+    uint64_t truncated; /**< values cut to max_value_length */
+} fl_sanitize_counts_t;
+
+/** 1 when key (len bytes) is masked under opts (mask_keys or the defaults). */
+int fl_mask_key_matches(const fl_sanitize_opts_t *opts, const char *key, size_t len);
+/** Apply masking, then the limits, to every span of batch in place (new strings come from
+ *  batch->arena; shared resources and scopes are handled once). Adds to counts. FL_OK or
+ *  FL_ERR_NOMEM. */
+int fl_sanitize_batch(const fl_sanitize_opts_t *opts, fl_span_batch_t *batch,
+                      fl_sanitize_counts_t *counts);
+/** Length of s cut to at most max bytes without splitting a UTF-8 sequence. */
+size_t fl_utf8_truncate(const char *s, size_t len, size_t max);
+
 /* ---------------------------------------------------------------- endpoints */
 
 typedef void (*fl_sink_done_cb)(void *ctx, int status, size_t stored, size_t duplicates);
@@ -128,6 +171,17 @@ typedef struct fl_receiver_opts {
                                     renamed. Numbering continues after the files present. */
     int max_depth;             /**< message nesting cap (protobuf messages, JSON objects);
                                     0: 64 */
+    /** When set, every request needs "Authorization: Bearer" with one of these tokens, else
+     *  401 + WWW-Authenticate: Bearer (gRPC UNAUTHENTICATED), decided in on_head before the
+     *  body is read. Not owned; must outlive the listeners. */
+    const fl_net_tokens_t *tokens;
+    /** CORS for browser exporters (OTLP/HTTP); NULL: off. Not owned. */
+    const fl_net_cors_t *cors;
+    /** Masking and attribute limits (copied; the strings it points to must outlive the
+     *  receiver). */
+    fl_sanitize_opts_t sanitize;
+    /** Spans per export request; past it 413 / RESOURCE_EXHAUSTED. 0: no limit. */
+    size_t max_spans;
 } fl_receiver_opts_t;
 
 typedef struct fl_receiver fl_receiver_t;
@@ -185,8 +239,13 @@ typedef struct fl_receiver_stats {
     uint64_t requests_failed;  /**< 4xx / 5xx other than overload */
     uint64_t inflight_bytes;
     uint64_t inflight_requests;
-    uint64_t bytes_received; /**< wire bytes of request bodies */
-    uint64_t captures;       /**< requests written to capture_dir */
+    uint64_t bytes_received;           /**< wire bytes of request bodies */
+    uint64_t captures;                 /**< requests written to capture_dir */
+    uint64_t requests_unauthenticated; /**< 401 / UNAUTHENTICATED */
+    uint64_t requests_too_many_spans;  /**< 413 past max_spans */
+    uint64_t attributes_masked;        /**< values masked (fl_sanitize_batch) */
+    uint64_t attributes_dropped;       /**< attributes dropped past max_attributes */
+    uint64_t values_truncated;         /**< values cut to max_value_length */
 } fl_receiver_stats_t;
 
 void fl_receiver_stats(fl_receiver_t *r, fl_receiver_stats_t *out);

@@ -30,6 +30,10 @@ typedef struct fl_store_opts {
                                     (received_ns, else the commit's wall clock) is stored but
                                     neither advances the watermark nor reaches the observer;
                                     counted in spans_future. 0: 10 minutes */
+    uint64_t retention_ns;     /**< delete span blocks whose spans all ended more than this
+                                    before the watermark (event time), in small steps, and
+                                    analysis buckets older than this; 0: keep spans forever
+                                    (analysis buckets: 7 days) */
 } fl_store_opts_t;
 
 /** Open (creating or migrating) the database and start the writer thread.
@@ -60,6 +64,9 @@ int fl_store_would_block(fl_store_t *s, size_t n_spans);
 int fl_store_flush(fl_store_t *s);
 /** Change the database size cap at run time (0: none); applied before the next commit. */
 void fl_store_set_max_db_bytes(fl_store_t *s, uint64_t max_bytes);
+/** Change the retention at run time (0: keep everything, see retention_ns). The writer
+ *  deletes expired blocks 16 per transaction, after a commit or when idle. */
+void fl_store_set_retention(fl_store_t *s, uint64_t retention_ns);
 
 /** Commit observer: called on the writer thread after each successful group commit and
  *  before that group's done callbacks (so an acknowledged span has been observed), with the
@@ -85,11 +92,13 @@ typedef struct fl_store_stats {
     uint64_t db_bytes;       /**< size of the database files */
     uint64_t watermark_ns;   /**< latest span end time stored */
     uint64_t write_errors;
-    uint64_t blocks;       /**< column blocks in the store */
-    uint64_t compactions;  /**< small-block merges since start */
-    uint64_t index_bytes;  /**< memory of the in-memory trace-id filters */
-    uint64_t spans_future; /**< stored spans ending too far past their receipt (ignored by
-                                the watermark and the observer) */
+    uint64_t blocks;         /**< column blocks in the store */
+    uint64_t compactions;    /**< small-block merges since start */
+    uint64_t index_bytes;    /**< memory of the in-memory trace-id filters */
+    uint64_t spans_future;   /**< stored spans ending too far past their receipt (ignored by
+                                  the watermark and the observer) */
+    uint64_t blocks_expired; /**< blocks deleted by retention since start */
+    uint64_t spans_expired;  /**< spans in them */
 } fl_store_stats_t;
 
 void fl_store_stats(fl_store_t *s, fl_store_stats_t *out);
