@@ -31,7 +31,8 @@ int fl_hex_decode(const char *in, size_t in_len, uint8_t *out, size_t n)
     if (in_len != 2 * n)
         return FL_ERR_INVALID;
     for (size_t i = 0; i < n; i++) {
-        int hi = fl_hex_value((unsigned char)in[2 * i]), lo = fl_hex_value((unsigned char)in[2 * i + 1]);
+        int hi = fl_hex_value((unsigned char)in[2 * i]),
+            lo = fl_hex_value((unsigned char)in[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return FL_ERR_INVALID;
         out[i] = (uint8_t)(hi << 4 | lo);

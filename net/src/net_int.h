@@ -135,11 +135,11 @@ struct fl_net_req {
     int64_t grpc_timeout_ms;
     size_t grpc_off; /* payload offset in body (5 once framed) */
     size_t grpc_len;
-    int head_seen; /* handler's on_head ran */
+    int head_seen;     /* handler's on_head ran */
     int head_accepted; /* on_head asked for the body: on_body or on_abort is owed */
-    int body_done; /* request fully read */
-    int handed;    /* handler owns a response obligation (on_body ran) */
-    int refs;      /* loop thread: conn ref + handler ref */
+    int body_done;     /* request fully read */
+    int handed;        /* handler owns a response obligation (on_body ran) */
+    int refs;          /* loop thread: conn ref + handler ref */
     atomic_int responded;
     fl__resp_t *resp; /* set by respond before queueing */
     void *udata;

@@ -382,8 +382,8 @@ static void send_http(replay_t *r, const item_t *it, const fl_replay_meta_t *m, 
     fl_http_response_dispose(&resp);
 }
 
-static void send_grpc(replay_t *r, const item_t *it, const fl_replay_meta_t *m,
-                      const uint8_t *data, size_t len)
+static void send_grpc(replay_t *r, const item_t *it, const fl_replay_meta_t *m, const uint8_t *data,
+                      size_t len)
 {
     r->sent++;
     if (!r->grpc_client) {
