@@ -698,21 +698,13 @@ void fl_api__write_analysis_status(fl_api_t *api, fl_jw_t *w)
 
 int fl_api__register_aiops(fl_api_t *api)
 {
-    static const struct {
-        const char *method, *pattern;
-        fl_api_route_fn fn;
-    } routes[] = {
-        {"GET", "/aiops/metrics", route_metrics},
-        {"GET", "/aiops/metrics/{service}", route_metrics_service},
-        {"GET", "/aiops/baselines", route_baselines},
-        {"GET", "/aiops/anomalies", route_anomalies},
-        {"POST", "/aiops/analyze", route_analyze},
-        {"GET", "/api/dependencies", route_dependencies},
+    static const fl_api__route_def_t routes[] = {
+        {"GET", "/aiops/metrics", route_metrics, 0},
+        {"GET", "/aiops/metrics/{service}", route_metrics_service, 0},
+        {"GET", "/aiops/baselines", route_baselines, 0},
+        {"GET", "/aiops/anomalies", route_anomalies, 0},
+        {"POST", "/aiops/analyze", route_analyze, 0},
+        {"GET", "/api/dependencies", route_dependencies, 0},
     };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = fl_api_route(api, routes[i].method, routes[i].pattern, routes[i].fn, NULL, 0);
-        if (rc != FL_OK)
-            return rc;
-    }
-    return FL_OK;
+    return fl_api__register_table(api, routes, sizeof(routes) / sizeof(routes[0]));
 }

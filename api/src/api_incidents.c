@@ -316,19 +316,11 @@ static void route_resolve(fl_api_call_t *call, void *ud)
 
 int fl_api__register_incidents(fl_api_t *api)
 {
-    static const struct {
-        const char *method, *pattern;
-        fl_api_route_fn fn;
-    } routes[] = {
-        {"GET", "/aiops/incidents", route_list},
-        {"GET", "/aiops/incidents/{id}", route_get},
-        {"POST", "/aiops/incidents/{id}/acknowledge", route_ack},
-        {"POST", "/aiops/incidents/{id}/resolve", route_resolve},
+    static const fl_api__route_def_t routes[] = {
+        {"GET", "/aiops/incidents", route_list, 0},
+        {"GET", "/aiops/incidents/{id}", route_get, 0},
+        {"POST", "/aiops/incidents/{id}/acknowledge", route_ack, 0},
+        {"POST", "/aiops/incidents/{id}/resolve", route_resolve, 0},
     };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = fl_api_route(api, routes[i].method, routes[i].pattern, routes[i].fn, NULL, 0);
-        if (rc != FL_OK)
-            return rc;
-    }
-    return FL_OK;
+    return fl_api__register_table(api, routes, sizeof(routes) / sizeof(routes[0]));
 }

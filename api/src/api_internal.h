@@ -72,6 +72,16 @@ struct fl_api_call {
 int fl_api__pct_decode(const char *s, size_t len, int plus_space, char *out, size_t *out_len);
 
 /** Register the built-in routes (api_routes.c). */
+/* One row of a module's route table. */
+typedef struct fl_api__route_def {
+    const char *method, *pattern;
+    fl_api_route_fn fn;
+    int flags;
+} fl_api__route_def_t;
+
+/* Register every route of a table (ud NULL); stops at the first error. */
+int fl_api__register_table(fl_api_t *api, const fl_api__route_def_t *defs, size_t n);
+
 int fl_api__register_builtin(fl_api_t *api);
 /** Register the analysis routes: /aiops/metrics, baselines, anomalies, analyze and
  *  /api/dependencies (api_aiops.c). */

@@ -293,24 +293,25 @@ static void route_status(fl_api_call_t *call, void *ud)
     fl_api_reply(call, 200, NULL, 0);
 }
 
+int fl_api__register_table(fl_api_t *api, const fl_api__route_def_t *defs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc =
+            fl_api_route(api, defs[i].method, defs[i].pattern, defs[i].fn, NULL, defs[i].flags);
+        if (rc != FL_OK)
+            return rc;
+    }
+    return FL_OK;
+}
+
 int fl_api__register_builtin(fl_api_t *api)
 {
-    static const struct {
-        const char *method, *pattern;
-        fl_api_route_fn fn;
-        int flags;
-    } routes[] = {
+    static const fl_api__route_def_t routes[] = {
         {"GET", "/health", route_health, FL_API_ROUTE_INLINE},
         {"GET", "/api/traces/{trace_id}", route_trace_get, 0},
         {"GET", "/api/traces", route_trace_search, 0},
         {"GET", "/api/services", route_services, 0},
         {"GET", "/aiops/status", route_status, 0},
     };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = fl_api_route(api, routes[i].method, routes[i].pattern, routes[i].fn, NULL,
-                              routes[i].flags);
-        if (rc != FL_OK)
-            return rc;
-    }
-    return FL_OK;
+    return fl_api__register_table(api, routes, sizeof(routes) / sizeof(routes[0]));
 }
