@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # The front door: make run | test | demo | bench | clean. CMake does the real build.
 BUILD      ?= build
+space      := $(subst ,, )
 BUILD_ASAN ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 ARGS       ?=
@@ -12,13 +13,13 @@ DEB_PKGS = build-essential cmake pkg-config libuv1-dev libnghttp2-dev libssl-dev
            libhttp-parser-dev zlib1g-dev libzstd-dev libsnappy-dev libjansson-dev \
            curl openssl ca-certificates clang libclang-rt-14-dev zstd python3 valgrind
 
-.PHONY: all deps deps-apt deps-npm build build-asan run test test-unit test-asan demo bench fuzz reliability eval clean help
+.PHONY: all deps deps-apt deps-npm build build-asan run test test-unit test-asan test-tsan demo bench fuzz reliability eval clean help
 
 all: build
 
 help:
 	@echo "make run    build and run faultline with default settings (ARGS=... adds flags)"
-	@echo "make test   build, run every test, then again under ASan+UBSan"
+	@echo "make test   build, run every test, then again under ASan+UBSan, threaded ones under TSan"
 	@echo "make demo   run faultline, the demo services and steady traffic (Ctrl-C stops all)"
 	@echo "make bench  ingest and read benchmark against the SQLite and decode ceilings (BENCH_ARGS=--quick)"
 	@echo "make fuzz   run every libFuzzer target FUZZ_SECONDS (default 60) under ASan+UBSan"
@@ -73,7 +74,20 @@ test-asan: deps build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) -LE interop $(CTEST_ARGS)
 
-test: test-unit test-asan
+# ThreadSanitizer on the tests that exercise threads (pool, net loop + responders, store
+# writer + readers, receiver + sink, analysis observe vs. queries).
+BUILD_TSAN ?= build-tsan
+TSAN_TESTS  = test_common test_net test_net_h2 test_store test_store_concurrency \
+              test_receiver_http test_analysis_detect
+$(BUILD_TSAN)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DFL_SANITIZE=thread
+
+test-tsan: deps-apt $(BUILD_TSAN)/CMakeCache.txt
+	cmake --build $(BUILD_TSAN) -j $(JOBS) --target $(TSAN_TESTS)
+	cd $(BUILD_TSAN) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j $(JOBS) -R '^($(subst $(space),|,$(strip $(TSAN_TESTS))))$$'
+
+test: test-unit test-asan test-tsan
 
 demo: build
 	./demo-services/demo.sh $(BUILD)
@@ -110,4 +124,4 @@ reliability: build build-asan
 	FUZZ_BUILD=$(FUZZ_BUILD) ASAN_BUILD=$(BUILD_ASAN) ./tools/reliability/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_RELEASE) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_RELEASE) $(FUZZ_BUILD)

@@ -968,7 +968,7 @@ static void test_detect_cost(void **state)
     fl_analysis_status(a, &st);
     fprintf(stderr, "observe: %zu spans, %.0f ns/span (incl. sealing); last run %.2f ms\n", spans,
             spent / (double)spans * 1e9, run_s * 1e3);
-    assert_true(spent / (double)spans < 5e-6); /* generous: sanitizer builds run here too */
+    /* The cost itself is a benchmark figure (make bench), never a timed assertion. */
     assert_int_equal(st.spans_late, 0);
     gen_free(&g);
     fl_analysis_free(a);
