@@ -267,3 +267,95 @@ int fl_test_run_tool(const char *tool, const char *const *args)
         return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
+
+int fl_test_run_capture(const char *const *argv, fl_buf_t *out, int quiet_stderr)
+{
+    int pfd[2];
+    fl_buf_init(out, 0);
+    if (pipe(pfd) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        if (quiet_stderr) {
+            int devnull = open("/dev/null", O_WRONLY);
+            if (devnull >= 0)
+                dup2(devnull, 2);
+        }
+        close(pfd[0]);
+        close(pfd[1]);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(pfd[1]);
+    char buf[4096];
+    ssize_t r;
+    while ((r = read(pfd[0], buf, sizeof(buf))) > 0)
+        fl_buf_append(out, buf, (size_t)r);
+    close(pfd[0]);
+    fl_buf_putc(out, 0);
+    out->len--;
+    int st;
+    if (waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+json_t *fl_test_expected_span_counts(const char *scenario)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/fixtures/%s.expected.jsonl", FL_TEST_DATA_DIR, scenario);
+    char *text = fl_test_read_file(path, NULL);
+    if (!text)
+        return NULL;
+    json_t *counts = json_object();
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *e = json_loads(line, 0, NULL);
+        const char *tid = json_string_value(json_object_get(e, "trace_id"));
+        if (tid) {
+            json_int_t n = json_integer_value(json_object_get(counts, tid));
+            json_object_set_new(counts, tid, json_integer(n + 1));
+        }
+        json_decref(e);
+    }
+    free(text);
+    if (json_object_size(counts) == 0) {
+        json_decref(counts);
+        return NULL;
+    }
+    return counts;
+}
+
+int fl_test_traces_intact(int api_port, json_t *counts, char *why, size_t whylen)
+{
+    const char *tid;
+    json_t *n;
+    json_object_foreach(counts, tid, n)
+    {
+        char url[96];
+        int status;
+        snprintf(url, sizeof(url), "/api/traces/%s", tid);
+        json_t *t = fl_test_get_json(api_port, url, &status);
+        size_t got = json_array_size(json_object_get(t, "spans"));
+        json_decref(t);
+        if (status != 200 || got != (size_t)json_integer_value(n)) {
+            snprintf(why, whylen, "trace %s: status %d, %zu spans, expected %lld", tid, status, got,
+                     (long long)json_integer_value(n));
+            return -1;
+        }
+    }
+    int status;
+    json_t *h = fl_test_get_json(api_port, "/health", &status);
+    json_decref(h);
+    if (status != 200) {
+        snprintf(why, whylen, "/health answered %d", status);
+        return -1;
+    }
+    return 0;
+}

@@ -40,6 +40,15 @@ int fl_test_http(int port, const char *method, const char *path, const char *con
 json_t *fl_test_get_json(int port, const char *path, int *status);
 /** Run a program from the build dir with args (NULL-terminated); returns its exit code. */
 int fl_test_run_tool(const char *tool, const char *const *args);
+/** Run argv[0] (looked up in PATH) and capture its stdout into out (initialised here,
+ *  NUL-terminated); stderr goes to /dev/null when quiet_stderr. Returns the exit code, 128
+ *  when killed, -1 when it could not run. */
+int fl_test_run_capture(const char *const *argv, fl_buf_t *out, int quiet_stderr);
+/** {trace_id: span count} from tests/data/fixtures/SCENARIO.expected.jsonl; NULL on error. */
+json_t *fl_test_expected_span_counts(const char *scenario);
+/** 0 when every trace of counts is served by GET /api/traces/{id} with exactly its span
+ *  count and /health answers 200; else -1 with the first difference in why. */
+int fl_test_traces_intact(int api_port, json_t *counts, char *why, size_t whylen);
 /** Read a whole file (NUL-terminated); NULL on failure. */
 char *fl_test_read_file(const char *path, size_t *len);
 

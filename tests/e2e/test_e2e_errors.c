@@ -32,19 +32,8 @@ static int setup(void **state)
     const char *a[] = {"--quiet", "--endpoint", ep, body, NULL};
     if (fl_test_run_tool("faultline-replay", a) != 0)
         return -1;
-    char path[512];
-    snprintf(path, sizeof(path), "%s/fixtures/healthy.expected.jsonl", FL_TEST_DATA_DIR);
-    char *text = fl_test_read_file(path, NULL);
-    healthy_traces = json_object();
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        json_t *e = json_loads(line, 0, NULL);
-        const char *tid = json_string_value(json_object_get(e, "trace_id"));
-        json_int_t n = json_integer_value(json_object_get(healthy_traces, tid));
-        json_object_set_new(healthy_traces, tid, json_integer(n + 1));
-        json_decref(e);
-    }
-    free(text);
-    return 0;
+    healthy_traces = fl_test_expected_span_counts("healthy");
+    return healthy_traces ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -59,22 +48,9 @@ static int teardown(void **state)
 /* Everything stored before is still there, exactly. */
 static void assert_intact(void)
 {
-    const char *tid;
-    json_t *n;
-    json_object_foreach(healthy_traces, tid, n)
-    {
-        char url[96];
-        int status;
-        snprintf(url, sizeof(url), "/api/traces/%s", tid);
-        json_t *t = fl_test_get_json(srv.api_port, url, &status);
-        assert_int_equal(status, 200);
-        assert_int_equal(json_array_size(json_object_get(t, "spans")), json_integer_value(n));
-        json_decref(t);
-    }
-    int status;
-    json_t *h = fl_test_get_json(srv.api_port, "/health", &status);
-    assert_int_equal(status, 200);
-    json_decref(h);
+    char why[256];
+    if (fl_test_traces_intact(srv.api_port, healthy_traces, why, sizeof(why)) != 0)
+        fail_msg("stored data changed: %s", why);
 }
 
 /* POST to the OTLP/HTTP port; returns status, body in *out (caller disposes). */

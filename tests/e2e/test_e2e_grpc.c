@@ -89,21 +89,8 @@ static int setup(void **state)
     const char *a[] = {"--quiet", "--grpc-endpoint", ep, body, NULL};
     if (fl_test_run_tool("faultline-replay", a) != 0)
         return -1;
-    char path[512];
-    snprintf(path, sizeof(path), "%s/fixtures/healthy.expected.jsonl", FL_TEST_DATA_DIR);
-    char *text = fl_test_read_file(path, NULL);
-    if (!text)
-        return -1;
-    healthy_traces = json_object();
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        json_t *e = json_loads(line, 0, NULL);
-        const char *tid = json_string_value(json_object_get(e, "trace_id"));
-        json_int_t n = json_integer_value(json_object_get(healthy_traces, tid));
-        json_object_set_new(healthy_traces, tid, json_integer(n + 1));
-        json_decref(e);
-    }
-    free(text);
-    return json_object_size(healthy_traces) > 0 ? 0 : -1;
+    healthy_traces = fl_test_expected_span_counts("healthy");
+    return healthy_traces ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -156,22 +143,9 @@ static void assert_grpc_serves(void)
 /* Everything stored before is still there, exactly, and the server still serves. */
 static void assert_intact(void)
 {
-    const char *tid;
-    json_t *n;
-    json_object_foreach(healthy_traces, tid, n)
-    {
-        char url[96];
-        int status;
-        snprintf(url, sizeof(url), "/api/traces/%s", tid);
-        json_t *t = fl_test_get_json(srv.api_port, url, &status);
-        assert_int_equal(status, 200);
-        assert_int_equal(json_array_size(json_object_get(t, "spans")), json_integer_value(n));
-        json_decref(t);
-    }
-    int status;
-    json_t *h = fl_test_get_json(srv.api_port, "/health", &status);
-    assert_int_equal(status, 200);
-    json_decref(h);
+    char why[256];
+    if (fl_test_traces_intact(srv.api_port, healthy_traces, why, sizeof(why)) != 0)
+        fail_msg("stored data changed: %s", why);
     assert_grpc_serves();
 }
 
@@ -416,29 +390,9 @@ static int run_curl(const char *const *args, fl_buf_t *out)
     for (int i = 0; args[i] && n < 46; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(pfd[1], 1);
-        close(pfd[0]);
-        close(pfd[1]);
-        execvp("curl", (char *const *)argv);
-        _exit(127);
-    }
-    close(pfd[1]);
-    fl_buf_init(out, 0);
-    char buf[4096];
-    ssize_t r;
-    while ((r = read(pfd[0], buf, sizeof(buf))) > 0)
-        fl_buf_append(out, buf, (size_t)r);
-    close(pfd[0]);
-    fl_buf_putc(out, 0);
-    out->len--;
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    int rc = fl_test_run_capture(argv, out, 0);
+    assert_true(rc >= 0);
+    return rc;
 }
 
 /* POST a file with curl over h2c prior knowledge; the output ends with

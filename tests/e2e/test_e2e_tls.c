@@ -291,32 +291,9 @@ static int run_curl(const char *const *args, fl_buf_t *out)
     for (int i = 0; args[i] && n < 46; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(pfd[1], 1);
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0)
-            dup2(devnull, 2);
-        close(pfd[0]);
-        close(pfd[1]);
-        execvp("curl", (char *const *)argv);
-        _exit(127);
-    }
-    close(pfd[1]);
-    fl_buf_init(out, 0);
-    char buf[4096];
-    ssize_t r;
-    while ((r = read(pfd[0], buf, sizeof(buf))) > 0)
-        fl_buf_append(out, buf, (size_t)r);
-    close(pfd[0]);
-    fl_buf_putc(out, 0);
-    out->len--;
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    int rc = fl_test_run_capture(argv, out, 1);
+    assert_true(rc >= 0);
+    return rc;
 }
 
 /* curl over TLS (ALPN h2 unless http1); returns curl's exit code, *version and *status from
