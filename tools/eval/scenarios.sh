@@ -132,3 +132,9 @@ PY
 echo
 echo "Nezha Online Boutique (faultline-eval-nezha):"
 "$BUILD/faultline-eval-nezha"
+
+# The same MVP scenarios against the live demo services (~4 min); EVAL_LIVE=0 skips them.
+if [ "${EVAL_LIVE:-1}" != 0 ]; then
+    echo
+    "$SRC/tools/eval/live.sh" "$BUILD" || echo "live scenarios: infrastructure failure (see above)" >&2
+fi
