@@ -359,3 +359,44 @@ int fl_test_traces_intact(int api_port, json_t *counts, char *why, size_t whylen
     }
     return 0;
 }
+
+uint64_t fl_test_synthetic_start(uint64_t duration_ns)
+{
+    const uint64_t sec = 1000000000ull;
+    uint64_t s = fl_time_now_ns() - duration_ns - 600 * sec;
+    return s - s % (60 * sec);
+}
+
+int fl_test_run_synthetic(int http_port, const char *topology, uint64_t start, const char *duration,
+                          const char *seed, const char *const *faults, const char *truth)
+{
+    char ep[64], st[40];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", http_port);
+    const char *args[64];
+    int n = 0;
+    const char *fixed[] = {"synthetic",
+                           "--topology",
+                           topology,
+                           "--endpoint",
+                           ep,
+                           "--start",
+                           fl_time_format(start, st),
+                           "--duration",
+                           duration,
+                           "--seed",
+                           seed,
+                           "--quiet",
+                           NULL};
+    for (int i = 0; fixed[i]; i++)
+        args[n++] = fixed[i];
+    for (int i = 0; faults && faults[i] && n < 58; i++) {
+        args[n++] = "--fault";
+        args[n++] = faults[i];
+    }
+    if (truth) {
+        args[n++] = "--truth";
+        args[n++] = truth;
+    }
+    args[n] = NULL;
+    return fl_test_run_tool("faultline-load", args);
+}

@@ -49,6 +49,14 @@ json_t *fl_test_expected_span_counts(const char *scenario);
 /** 0 when every trace of counts is served by GET /api/traces/{id} with exactly its span
  *  count and /health answers 200; else -1 with the first difference in why. */
 int fl_test_traces_intact(int api_port, json_t *counts, char *why, size_t whylen);
+/** A minute-aligned event-time start so that duration_ns of fast-forwarded traffic ends ten
+ *  minutes before now. */
+uint64_t fl_test_synthetic_start(uint64_t duration_ns);
+/** Run `faultline-load synthetic` with a topology file against 127.0.0.1:http_port from
+ *  start for duration ("40m"), with a seed, a NULL-terminated list of --fault specs (may be
+ *  NULL) and an optional --truth output path. Returns the tool's exit code. */
+int fl_test_run_synthetic(int http_port, const char *topology, uint64_t start, const char *duration,
+                          const char *seed, const char *const *faults, const char *truth);
 /** Read a whole file (NUL-terminated); NULL on failure. */
 char *fl_test_read_file(const char *path, size_t *len);
 

@@ -27,36 +27,14 @@
 /* A start in the past so the whole run ends before now, on a minute boundary. */
 static uint64_t past_start(uint64_t duration_ns)
 {
-    uint64_t s = fl_time_now_ns() - duration_ns - 10 * MIN;
-    return s - s % (60 * SEC);
+    return fl_test_synthetic_start(duration_ns);
 }
 
 static void load(const fl_test_server_t *s, uint64_t start, const char *duration, const char *seed,
                  const char *const *faults)
 {
-    char ep[64], st[40];
-    const char *args[32];
-    int n = 0;
-
-    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", s->http_port);
-    args[n++] = "synthetic";
-    args[n++] = "--topology";
-    args[n++] = SHOP;
-    args[n++] = "--endpoint";
-    args[n++] = ep;
-    args[n++] = "--start";
-    args[n++] = fl_time_format(start, st);
-    args[n++] = "--duration";
-    args[n++] = duration;
-    args[n++] = "--seed";
-    args[n++] = seed;
-    args[n++] = "--quiet";
-    for (int i = 0; faults && faults[i]; i++) {
-        args[n++] = "--fault";
-        args[n++] = faults[i];
-    }
-    args[n] = NULL;
-    assert_int_equal(fl_test_run_tool("faultline-load", args), 0);
+    assert_int_equal(fl_test_run_synthetic(s->http_port, SHOP, start, duration, seed, faults, NULL),
+                     0);
 }
 
 static int post(const fl_test_server_t *s, const char *path, const char *body, json_t **out)
