@@ -440,6 +440,9 @@ struct fl_analysis {
 #define FL__PEER_CAP 8192
 int fl__acc_slots_reserve(fl_analysis_t *a, uint32_t id);
 int fl__observe_one(fl_analysis_t *a, const fl_span_t *s);
+/* Start loading the window slots fl__observe_one will probe for s (a random cache miss per
+ * span otherwise); called a few spans ahead. */
+void fl__observe_prefetch(const fl_analysis_t *a, const fl_span_t *s);
 int fl__advance(fl_analysis_t *a, uint64_t wm);
 void fl__ingest_dispose(fl_analysis_t *a);
 int fl__window_init(fl__window_t *w, uint32_t capacity);

@@ -147,8 +147,11 @@ int fl_analysis_observe(fl_analysis_t *a, const fl_span_t *spans, size_t n)
     /* The whole batch under one lock acquisition: cheaper than per span, and run waits at
      * most one batch for its hand-over. */
     uint64_t lost0 = a->c_lost;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (i + 8 < n)
+            fl__observe_prefetch(a, &spans[i + 8]);
         fl__observe_one(a, &spans[i]);
+    }
     int rc = a->c_lost != lost0 ? FL_ERR_NOMEM : FL_OK;
     pthread_mutex_unlock(&a->ingest_mu);
     return rc;

@@ -688,6 +688,15 @@ static uint32_t op_id(fl_analysis_t *a, const fl_span_t *s, const fl__span_facts
 
 /* Everything one span contributes at arrival: its endpoint or operation rollup (counts,
  * status, latency, examples, error type) and a compact record in the window for pairing. */
+void fl__observe_prefetch(const fl_analysis_t *a, const fl_span_t *s)
+{
+    const fl__window_t *w = &a->win;
+    if (!w->ids)
+        return;
+    __builtin_prefetch(&w->ids[hpos(id64(s->span_id), w->hmask)], 1);
+    __builtin_prefetch(&w->ids[hpos(id64(s->parent_span_id), w->hmask)], 0);
+}
+
 int fl__observe_one(fl_analysis_t *a, const fl_span_t *s)
 {
     uint64_t start = s->start_ns, end = s->end_ns;

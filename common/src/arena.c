@@ -14,11 +14,32 @@ typedef struct chunk {
 
 #define HDR ((sizeof(chunk_t) + 15) & ~(size_t)15)
 
+/* Under AddressSanitizer the free part of every chunk is poisoned, so a pointer kept past
+ * fl_arena_rewind (or past the end of its allocation) is reported. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FL_ARENA_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define FL_ARENA_ASAN 1
+#endif
+#ifdef FL_ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 struct fl_arena {
-    chunk_t *head; /* current chunk; older ones follow */
+    chunk_t *head;  /* current chunk; older ones follow */
+    chunk_t *spare; /* emptied by fl_arena_rewind, used before malloc */
     size_t chunk_size;
     size_t used;
-    size_t reserved;
+    size_t reserved; /* chunks in use (head chain); the limit applies to these */
+    size_t spare_bytes;
     size_t limit;
 };
 
@@ -35,6 +56,7 @@ static void free_chunks(chunk_t *c)
 {
     while (c) {
         chunk_t *next = c->next;
+        UNPOISON((char *)c + HDR, c->size);
         free(c);
         c = next;
     }
@@ -45,6 +67,7 @@ void fl_arena_free(fl_arena_t *a)
     if (!a)
         return;
     free_chunks(a->head);
+    free_chunks(a->spare);
     free(a);
 }
 
@@ -53,7 +76,19 @@ void *fl_arena_alloc(fl_arena_t *a, size_t size)
     size = (size + 15) & ~(size_t)15;
     if (size == 0)
         size = 16;
+    if (a->limit && a->used + size > a->limit)
+        return NULL; /* (a rewound arena may hold more than its limit) */
     chunk_t *c = a->head;
+    if ((!c || c->size - c->used < size) && a->spare && a->spare->size >= size &&
+        (!a->limit || a->reserved + HDR + a->spare->size <= a->limit)) {
+        chunk_t *n = a->spare;
+        a->spare = n->next;
+        a->spare_bytes -= HDR + n->size;
+        a->reserved += HDR + n->size;
+        n->next = c;
+        a->head = n;
+        c = n;
+    }
     if (!c || c->size - c->used < size) {
         size_t want = a->chunk_size;
         /* Grow chunk sizes geometrically so huge requests do not make many mallocs. */
@@ -71,6 +106,7 @@ void *fl_arena_alloc(fl_arena_t *a, size_t size)
             return NULL;
         n->size = want;
         n->used = 0;
+        POISON((char *)n + HDR, want);
         /* Keep the fuller chunk behind the new one; a big one-off allocation should not
          * waste the free tail of the current chunk. */
         if (c && size > a->chunk_size && c->size - c->used > 256) {
@@ -79,6 +115,7 @@ void *fl_arena_alloc(fl_arena_t *a, size_t size)
             n->used = size;
             a->reserved += HDR + want;
             a->used += size;
+            UNPOISON((char *)n + HDR, size);
             return (char *)n + HDR;
         }
         n->next = c;
@@ -89,6 +126,7 @@ void *fl_arena_alloc(fl_arena_t *a, size_t size)
     void *p = (char *)c + HDR + c->used;
     c->used += size;
     a->used += size;
+    UNPOISON(p, size);
     return p;
 }
 
@@ -132,8 +170,28 @@ char *fl_arena_sprintf(fl_arena_t *a, const char *fmt, ...)
     return p;
 }
 
+void fl_arena_rewind(fl_arena_t *a)
+{
+    chunk_t *c = a->head;
+    while (c) {
+        chunk_t *next = c->next;
+        POISON((char *)c + HDR, c->size);
+        c->used = 0;
+        c->next = a->spare;
+        a->spare = c;
+        c = next;
+    }
+    a->spare_bytes += a->reserved;
+    a->reserved = 0;
+    a->head = NULL;
+    a->used = 0;
+}
+
 void fl_arena_reset(fl_arena_t *a)
 {
+    free_chunks(a->spare);
+    a->spare = NULL;
+    a->spare_bytes = 0;
     if (!a->head)
         return;
     /* Keep the largest chunk only. */
@@ -143,12 +201,15 @@ void fl_arena_reset(fl_arena_t *a)
             keep = c;
     for (c = a->head; c;) {
         chunk_t *next = c->next;
-        if (c != keep)
+        if (c != keep) {
+            UNPOISON((char *)c + HDR, c->size);
             free(c);
+        }
         c = next;
     }
     keep->next = NULL;
     keep->used = 0;
+    POISON((char *)keep + HDR, keep->size);
     a->head = keep;
     a->used = 0;
     a->reserved = HDR + keep->size;
@@ -161,7 +222,7 @@ size_t fl_arena_used(const fl_arena_t *a)
 
 size_t fl_arena_reserved(const fl_arena_t *a)
 {
-    return a->reserved;
+    return a->reserved + a->spare_bytes;
 }
 
 void fl_arena_set_limit(fl_arena_t *a, size_t max_bytes)

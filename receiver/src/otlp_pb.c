@@ -685,7 +685,10 @@ int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, fl_span
     unsigned wt;
     const uint8_t *v = NULL;
     size_t l = 0;
-    int r, rc = fl_otlp_prescan(body, len, max_depth, err, errlen);
+    int r,
+        rc = fl__prescan(
+            &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
+            body, len, max_depth, err, errlen);
     if (rc != FL_OK)
         return rc;
     memset(&w, 0, sizeof(w));
@@ -731,7 +734,13 @@ int fl__pb_count(int signal, const uint8_t *body, size_t len, int max_depth, siz
 {
     fl__pb_alloc_t al;
     size_t n = 0;
-    int rc = fl_otlp_prescan(body, len, max_depth, err, errlen);
+    const ProtobufCMessageDescriptor *desc =
+        signal == FL_OTLP_TRACES
+            ? &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor
+        : signal == FL_OTLP_LOGS
+            ? &opentelemetry__proto__collector__logs__v1__export_logs_service_request__descriptor
+            : &opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__descriptor;
+    int rc = fl__prescan(desc, body, len, max_depth, err, errlen);
     if (rc != FL_OK)
         return rc;
     fl_arena_t *arena = fl_arena_new(len * 2 + 4096);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Protobuf pre-scan: walks the wire format once, before protobuf-c unpacks it, to cap the
- * nesting depth (protobuf-c recurses without a limit and AnyValue nests in itself). */
+ * nesting depth (protobuf-c recurses without a limit and AnyValue nests in itself). The
+ * message descriptors say which fields are messages. */
 #include "receiver_int.h"
 
+#include <opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h>
 #include <string.h>
 
 typedef struct pscan {
@@ -29,52 +31,26 @@ static inline int read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t 
     return -1;
 }
 
-/* 1 when [p, p+len) is a well-formed message at its own level (nested fields unchecked). */
-static int flat_ok(const uint8_t *p, size_t len)
+/* The descriptor of field number num; protoc-c lists fields by number, so for the dense
+ * OTLP messages it is found by index. */
+static const ProtobufCFieldDescriptor *field_of(const ProtobufCMessageDescriptor *d, unsigned num)
 {
-    size_t i = 0;
-    while (i < len) {
-        uint64_t key, v;
-        if (read_varint(p, len, &i, &key) < 0 || (key >> 3) == 0 || (key >> 3) > 0x1FFFFFFF)
-            return 0;
-        switch (key & 7) {
-        case 0:
-            if (read_varint(p, len, &i, &v) < 0)
-                return 0;
-            break;
-        case 1:
-            if (len - i < 8)
-                return 0;
-            i += 8;
-            break;
-        case 5:
-            if (len - i < 4)
-                return 0;
-            i += 4;
-            break;
-        case 2:
-            if (read_varint(p, len, &i, &v) < 0 || v > len - i)
-                return 0;
-            i += (size_t)v;
-            break;
-        default:
-            return 0;
-        }
-    }
-    return 1;
+    if (num - 1 < d->n_fields && d->fields[num - 1].id == num)
+        return &d->fields[num - 1];
+    return protobuf_c_message_descriptor_get_field(d, num);
 }
 
-/* SCAN_OK when [p, p+len) is a well-formed message whose nested messages stay within the
- * depth cap; SCAN_NOT_MESSAGE when it is not a message (then it is a string or bytes
- * field, which is fine below the top level); FL_ERR_TOO_DEEP. Each byte is scanned at
- * most once per level that tries it, and a string usually fails within a few bytes. */
-static int scan(pscan_t *ps, const uint8_t *p, size_t len, int depth, size_t base)
+/* SCAN_OK when [p, p+len), a message of type desc, keeps its nested messages within the depth
+ * cap, FL_ERR_TOO_DEEP otherwise. Only fields the schema declares as messages are descended
+ * into (protobuf-c keeps unknown fields as opaque bytes, and strings and bytes are not
+ * parsed), so the scan costs one pass over the tags. A malformed nested message stops the
+ * scan of that message: the unpack that follows reports it. */
+static int scan(pscan_t *ps, const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                int depth, size_t base)
 {
     size_t i = 0;
-    /* Past the cap, only a field that really is a message counts as too deep; a string
-     * that merely starts like one does not. */
     if (depth > ps->max_depth)
-        return flat_ok(p, len) ? FL_ERR_TOO_DEEP : SCAN_NOT_MESSAGE;
+        return FL_ERR_TOO_DEEP;
     while (i < len) {
         size_t at = i;
         uint64_t key, v;
@@ -115,11 +91,16 @@ static int scan(pscan_t *ps, const uint8_t *p, size_t len, int depth, size_t bas
                 } else if (v > len - i) {
                     bad = "length-delimited field runs past the end of its message";
                 } else {
-                    if (v > 0) {
-                        int r = scan(ps, p + i, (size_t)v, depth + 1, base + i);
-                        if (r == FL_ERR_TOO_DEEP)
-                            return r;
-                    }
+                    /* A message nests at most one level per two bytes (a key and a
+                     * length), so a short one cannot reach the cap: skip it. */
+                    const ProtobufCFieldDescriptor *f =
+                        (size_t)depth + v / 2 < (size_t)ps->max_depth
+                            ? NULL
+                            : field_of(desc, (unsigned)field);
+                    if (v > 0 && f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                        scan(ps, f->descriptor, p + i, (size_t)v, depth + 1, base + i) ==
+                            FL_ERR_TOO_DEEP)
+                        return FL_ERR_TOO_DEEP;
                     i += (size_t)v;
                 }
                 break;
@@ -140,12 +121,13 @@ static int scan(pscan_t *ps, const uint8_t *p, size_t len, int depth, size_t bas
     return SCAN_OK;
 }
 
-int fl_otlp_prescan(const uint8_t *buf, size_t len, int max_depth, char *err, size_t errlen)
+int fl__prescan(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                int max_depth, char *err, size_t errlen)
 {
     pscan_t ps;
     memset(&ps, 0, sizeof(ps));
     ps.max_depth = max_depth > 0 ? max_depth : FL__DEFAULT_MAX_DEPTH;
-    int r = scan(&ps, buf, len, 1, 0);
+    int r = scan(&ps, desc, buf, len, 1, 0);
     if (r == SCAN_OK)
         return FL_OK;
     if (r == FL_ERR_TOO_DEEP)
@@ -156,4 +138,11 @@ int fl_otlp_prescan(const uint8_t *buf, size_t len, int max_depth, char *err, si
                         ps.err_what, ps.err_field, ps.err_off);
     return fl__errf(err, errlen, FL_ERR_DECODE, "protobuf: %s at byte offset %zu", ps.err_what,
                     ps.err_off);
+}
+
+int fl_otlp_prescan(const uint8_t *buf, size_t len, int max_depth, char *err, size_t errlen)
+{
+    return fl__prescan(
+        &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor, buf,
+        len, max_depth, err, errlen);
 }

@@ -32,7 +32,11 @@ int fl__json_decode_traces(const uint8_t *body, size_t len, int max_depth, fl_sp
 int fl__json_count(int signal, const uint8_t *body, size_t len, int max_depth, size_t *count,
                    char *err, size_t errlen);
 
-/* Decoders of the protobuf encoding (otlp_pb.c); they run fl_otlp_prescan first. */
+/* fl_otlp_prescan for a message of type desc (prescan.c). */
+int fl__prescan(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                int max_depth, char *err, size_t errlen);
+
+/* Decoders of the protobuf encoding (otlp_pb.c); they run fl__prescan first. */
 int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, fl_span_batch_t *batch,
                          char *err, size_t errlen);
 int fl__pb_count(int signal, const uint8_t *body, size_t len, int max_depth, size_t *count,

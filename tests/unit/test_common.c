@@ -31,6 +31,44 @@ static void test_common_arena(void **state)
     fl_arena_free(a);
 }
 
+/* A rewound arena serves the next allocations from the chunks it kept, and its limit still
+ * holds; a freed batch's arena comes back warm for the next batch. */
+static void test_common_arena_rewind(void **state)
+{
+    (void)state;
+    fl_arena_t *a = fl_arena_new(4096);
+    for (int i = 0; i < 100; i++)
+        memset(fl_arena_alloc(a, 1000), 'x', 1000);
+    size_t reserved = fl_arena_reserved(a);
+    assert_true(reserved >= 100000);
+    fl_arena_rewind(a);
+    assert_int_equal(fl_arena_used(a), 0);
+    assert_int_equal(fl_arena_reserved(a), reserved);
+    for (int i = 0; i < 100; i++)
+        memset(fl_arena_alloc(a, 1000), 'y', 1000);
+    assert_int_equal(fl_arena_reserved(a), reserved); /* nothing new from malloc */
+    fl_arena_rewind(a);
+    fl_arena_set_limit(a, 5000);
+    assert_non_null(fl_arena_alloc(a, 4000));
+    assert_null(fl_arena_alloc(a, 2000));
+    fl_arena_reset(a);
+    assert_true(fl_arena_reserved(a) < reserved);
+    fl_arena_free(a);
+
+    fl_span_batch_t *b = fl_span_batch_new(4096);
+    for (int i = 0; i < 64; i++)
+        assert_non_null(fl_arena_alloc(b->arena, 4096));
+    size_t held = fl_arena_reserved(b->arena);
+    fl_span_batch_free(b);
+    b = fl_span_batch_new(4096);
+    assert_int_equal(b->n_spans, 0);
+    assert_true(fl_arena_reserved(b->arena) >= held); /* the warm arena was reused */
+    for (int i = 0; i < 64; i++)
+        assert_non_null(fl_arena_alloc(b->arena, 4096));
+    assert_int_equal(fl_arena_reserved(b->arena), held);
+    fl_span_batch_free(b);
+}
+
 static void test_common_buf_limit(void **state)
 {
     (void)state;
@@ -195,10 +233,10 @@ static void test_common_pool(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_common_arena),         cmocka_unit_test(test_common_buf_limit),
-        cmocka_unit_test(test_common_time),          cmocka_unit_test(test_common_codecs),
-        cmocka_unit_test(test_common_json_escaping), cmocka_unit_test(test_common_value_json),
-        cmocka_unit_test(test_common_pool),
+        cmocka_unit_test(test_common_arena),      cmocka_unit_test(test_common_arena_rewind),
+        cmocka_unit_test(test_common_buf_limit),  cmocka_unit_test(test_common_time),
+        cmocka_unit_test(test_common_codecs),     cmocka_unit_test(test_common_json_escaping),
+        cmocka_unit_test(test_common_value_json), cmocka_unit_test(test_common_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,7 @@ int fl_decompress(const char *encoding, const uint8_t *in, size_t len, size_t ma
 /** 1 when fl_decompress knows the encoding token. */
 int fl_decompress_supported(const char *encoding);
 
-/** Check a protobuf message's nesting depth (every length-delimited field that parses as a
+/** Check an ExportTraceServiceRequest's nesting depth (every field the OTLP schema declares a
  *  message counts; the top-level message is depth 1) before unpacking: FL_ERR_TOO_DEEP past
  *  max_depth, FL_ERR_DECODE when the wire format is broken (the message gives the byte
  *  offset). protobuf-c itself has no recursion limit, so every protobuf decode runs this. */
