@@ -67,9 +67,11 @@ fl_span_batch_t *fl_span_batch_new(size_t chunk_size)
 
 void fl_span_batch_free(fl_span_batch_t *b)
 {
-    /* the batch lives inside its own arena */
-    if (b && !pool_put(b->arena))
-        fl_arena_free(b->arena);
+    if (!b)
+        return;
+    fl_arena_t *a = b->arena; /* the batch lives inside its own arena */
+    if (!pool_put(a))
+        fl_arena_free(a);
 }
 
 const fl_value_t *fl_attrs_get(const fl_attrs_t *attrs, const char *key)

@@ -117,6 +117,11 @@ struct fl__writer {
     uint64_t *svcops_keys;
     uint64_t *svcops_cnt;
     size_t svcops_n, svcops_cap;
+    /* compaction's decode space, kept warm between merges */
+    fl_arena_t *cmp_arena;
+    fl_span_t *cmp_spans;
+    fl__row_t *cmp_rows;
+    size_t cmp_cap;
 };
 
 /* ---------------------------------------------------------------- byte cache */
@@ -270,6 +275,9 @@ void fl__writer_free(fl__writer_t *w)
     free(w->pend);
     free(w->svcops_keys);
     free(w->svcops_cnt);
+    fl_arena_free(w->cmp_arena);
+    free(w->cmp_spans);
+    free(w->cmp_rows);
     free(w);
 }
 
@@ -1085,9 +1093,21 @@ static void compact_tail(fl_store_t *s)
     fl__writer_t *w = s->w;
     size_t k = w->tail_n, total = w->tail_spans;
     int64_t first = w->tail[0].id, last = w->tail[k - 1].id;
-    fl_arena_t *a = fl_arena_new(0);
-    fl_span_t *spans = calloc(total ? total : 1, sizeof(*spans));
-    fl__row_t *rows = calloc(total ? total : 1, sizeof(*rows));
+    if (!w->cmp_arena)
+        w->cmp_arena = fl_arena_new(1u << 20);
+    if (total > w->cmp_cap) {
+        fl_span_t *ns = realloc(w->cmp_spans, total * sizeof(*ns));
+        if (ns)
+            w->cmp_spans = ns;
+        fl__row_t *nr = realloc(w->cmp_rows, total * sizeof(*nr));
+        if (nr)
+            w->cmp_rows = nr;
+        if (ns && nr)
+            w->cmp_cap = total;
+    }
+    fl_arena_t *a = w->cmp_arena;
+    fl_span_t *spans = total <= w->cmp_cap ? w->cmp_spans : NULL;
+    fl__row_t *rows = total <= w->cmp_cap ? w->cmp_rows : NULL;
     size_t n = 0, m = 0;
     int ok = 0, rc = FL_OK, src = SQLITE_OK;
     fl__block_meta_t meta = {0};
@@ -1155,9 +1175,10 @@ rollback:
         fl__step_done(w->rollback);
 out:
     (void)src;
-    fl_arena_free(a);
-    free(spans);
-    free(rows);
+    if (a && fl_arena_reserved(a) > (32u << 20))
+        fl_arena_reset(a); /* an unusually big merge: do not hold on to all of it */
+    else if (a)
+        fl_arena_rewind(a);
 }
 
 /* After a committed group: extend the tail with the new blocks and merge when due. */
