@@ -889,6 +889,19 @@ static int j_bytesvalue(jctx_t *c, fl_value_t *out)
 }
 
 /* {"values": [AnyValue...]} */
+/* Opens an object that may also be null: 1 inside the object (one level deeper), 0 after a
+ * null, J_ERR. */
+static int j_obj_open(jctx_t *c, const char *what)
+{
+    if (peek(c) == 'n')
+        return jliteral(c, "null", 4);
+    if (jobj_begin(c) < 0)
+        return type_error(c, what);
+    if (jdepth_in(c) < 0)
+        return J_ERR;
+    return 1;
+}
+
 static int j_arrayvalue(jctx_t *c, fl_value_t *out)
 {
     int first = 1, r;
@@ -898,12 +911,9 @@ static int j_arrayvalue(jctx_t *c, fl_value_t *out)
     out->type = FL_VAL_ARRAY;
     out->u.arr.items = NULL;
     out->u.arr.n = 0;
-    if (peek(c) == 'n')
-        return jliteral(c, "null", 4);
-    if (jobj_begin(c) < 0)
-        return type_error(c, "an object");
-    if (jdepth_in(c) < 0)
-        return J_ERR;
+    int open = j_obj_open(c, "an object");
+    if (open <= 0)
+        return open;
     while ((r = jobj_next(c, &first, &k, &kl)) == 1) {
         size_t n = keynorm(k, kl, kn, sizeof(kn));
         if (!KEQ(kn, n, "values")) {
@@ -951,12 +961,9 @@ static int j_anyvalue(jctx_t *c, fl_value_t *out)
     size_t kl;
     char kn[48];
     out->type = FL_VAL_EMPTY;
-    if (peek(c) == 'n')
-        return jliteral(c, "null", 4);
-    if (jobj_begin(c) < 0)
-        return type_error(c, "an AnyValue object");
-    if (jdepth_in(c) < 0)
-        return J_ERR;
+    int open = j_obj_open(c, "an AnyValue object");
+    if (open <= 0)
+        return open;
     while ((r = jobj_next(c, &first, &k, &kl)) == 1) {
         size_t n = keynorm(k, kl, kn, sizeof(kn));
         int rc = 0;
@@ -1150,6 +1157,18 @@ static const char *const status_names[] = {"STATUS_CODE_UNSET", "STATUS_CODE_OK"
             return J_ERR;                                                                          \
     } while (0)
 
+/* The attributes and droppedAttributesCount fields of an event, link, scope or resource: 1
+ * when key kn (normalised, n bytes) is one of them and was read, 0 when it is not, J_ERR. */
+static int j_attrs_field(jctx_t *c, const char *kn, size_t n, fl_attrs_t *attrs, uint32_t *dropped)
+{
+    if (KEQ(kn, n, "attributes"))
+        return j_attrs(c, attrs) < 0 ? J_ERR : 1;
+    if (!KEQ(kn, n, "droppedattributescount"))
+        return 0;
+    JFIELD(c, "droppedAttributesCount", jfield_u32(c, dropped));
+    return 1;
+}
+
 static int j_event(jctx_t *c, fl_event_t *ev)
 {
     int first = 1, r;
@@ -1164,16 +1183,15 @@ static int j_event(jctx_t *c, fl_event_t *ev)
         return J_ERR;
     while ((r = jobj_next(c, &first, &k, &kl)) == 1) {
         size_t n = keynorm(k, kl, kn, sizeof(kn));
+        int h;
         if (KEQ(kn, n, "timeunixnano"))
             JFIELD(c, "timeUnixNano", jfield_u64(c, &ev->time_ns, UINT64_MAX));
         else if (KEQ(kn, n, "name"))
             JFIELD(c, "name", jfield_str(c, &ev->name));
-        else if (KEQ(kn, n, "attributes")) {
-            if (j_attrs(c, &ev->attrs) < 0)
+        else if ((h = j_attrs_field(c, kn, n, &ev->attrs, &ev->dropped_attrs)) != 0) {
+            if (h < 0)
                 return J_ERR;
-        } else if (KEQ(kn, n, "droppedattributescount"))
-            JFIELD(c, "droppedAttributesCount", jfield_u32(c, &ev->dropped_attrs));
-        else if (jskip(c) < 0)
+        } else if (jskip(c) < 0)
             return J_ERR;
     }
     c->depth--;
@@ -1194,6 +1212,7 @@ static int j_link(jctx_t *c, fl_link_t *ln)
         return J_ERR;
     while ((r = jobj_next(c, &first, &k, &kl)) == 1) {
         size_t n = keynorm(k, kl, kn, sizeof(kn));
+        int h;
         if (KEQ(kn, n, "traceid")) {
             if (jfield_id(c, ln->trace_id, 16, &has_t, "traceId") < 0)
                 return J_ERR;
@@ -1202,12 +1221,10 @@ static int j_link(jctx_t *c, fl_link_t *ln)
                 return J_ERR;
         } else if (KEQ(kn, n, "tracestate"))
             JFIELD(c, "traceState", jfield_str(c, &ln->trace_state));
-        else if (KEQ(kn, n, "attributes")) {
-            if (j_attrs(c, &ln->attrs) < 0)
+        else if ((h = j_attrs_field(c, kn, n, &ln->attrs, &ln->dropped_attrs)) != 0) {
+            if (h < 0)
                 return J_ERR;
-        } else if (KEQ(kn, n, "droppedattributescount"))
-            JFIELD(c, "droppedAttributesCount", jfield_u32(c, &ln->dropped_attrs));
-        else if (KEQ(kn, n, "flags"))
+        } else if (KEQ(kn, n, "flags"))
             JFIELD(c, "flags", jfield_u32(c, &ln->flags));
         else if (jskip(c) < 0)
             return J_ERR;
@@ -1216,67 +1233,59 @@ static int j_link(jctx_t *c, fl_link_t *ln)
     return r;
 }
 
-/* events or links: an array of objects pushed on a scratch stack, then moved to the arena. */
-static int j_events(jctx_t *c, fl_span_t *s)
+/* events or links: an array of objects, each decoded by elem into a slot of a scratch stack,
+ * then moved to the arena. */
+static int j_obj_array(jctx_t *c, jvec_t *vec, int (*elem)(jctx_t *, void *), void **out, size_t *n)
 {
-    s->events = NULL;
-    s->n_events = 0;
+    *out = NULL;
+    *n = 0;
     if (peek(c) == 'n')
         return jliteral(c, "null", 4);
     if (jarr_begin(c) < 0)
         return type_error(c, "an array");
-    size_t mark = c->events.len;
+    size_t mark = vec->len;
     int first = 1, r;
     long idx = 0;
     while ((r = jarr_next(c, &first)) == 1) {
-        fl_event_t ev;
         path_index(c, idx++);
-        if (j_event(c, &ev) < 0)
-            return J_ERR;
-        fl_event_t *slot = jvec_push(&c->events);
+        void *slot = jvec_push(vec); /* elem pushes only on other stacks: slot stays put */
         if (!slot)
             return jnomem(c);
-        *slot = ev;
+        if (elem(c, slot) < 0)
+            return J_ERR;
     }
     path_index(c, -1);
     if (r < 0)
         return J_ERR;
-    void *out;
-    if (jvec_take(c, &c->events, mark, &out, &s->n_events) < 0)
+    if (jvec_take(c, vec, mark, out, n) < 0)
         return jnomem(c);
-    s->events = out;
     return 0;
+}
+
+static int j_event_elem(jctx_t *c, void *out)
+{
+    return j_event(c, out);
+}
+
+static int j_link_elem(jctx_t *c, void *out)
+{
+    return j_link(c, out);
+}
+
+static int j_events(jctx_t *c, fl_span_t *s)
+{
+    void *out;
+    int r = j_obj_array(c, &c->events, j_event_elem, &out, &s->n_events);
+    s->events = out;
+    return r;
 }
 
 static int j_links(jctx_t *c, fl_span_t *s)
 {
-    s->links = NULL;
-    s->n_links = 0;
-    if (peek(c) == 'n')
-        return jliteral(c, "null", 4);
-    if (jarr_begin(c) < 0)
-        return type_error(c, "an array");
-    size_t mark = c->links.len;
-    int first = 1, r;
-    long idx = 0;
-    while ((r = jarr_next(c, &first)) == 1) {
-        fl_link_t ln;
-        path_index(c, idx++);
-        if (j_link(c, &ln) < 0)
-            return J_ERR;
-        fl_link_t *slot = jvec_push(&c->links);
-        if (!slot)
-            return jnomem(c);
-        *slot = ln;
-    }
-    path_index(c, -1);
-    if (r < 0)
-        return J_ERR;
     void *out;
-    if (jvec_take(c, &c->links, mark, &out, &s->n_links) < 0)
-        return jnomem(c);
+    int r = j_obj_array(c, &c->links, j_link_elem, &out, &s->n_links);
     s->links = out;
-    return 0;
+    return r;
 }
 
 static int j_status(jctx_t *c, fl_span_t *s)
@@ -1285,12 +1294,9 @@ static int j_status(jctx_t *c, fl_span_t *s)
     char *k;
     size_t kl;
     char kn[48];
-    if (peek(c) == 'n')
-        return jliteral(c, "null", 4);
-    if (jobj_begin(c) < 0)
-        return type_error(c, "a status object");
-    if (jdepth_in(c) < 0)
-        return J_ERR;
+    int open = j_obj_open(c, "a status object");
+    if (open <= 0)
+        return open;
     while ((r = jobj_next(c, &first, &k, &kl)) == 1) {
         size_t n = keynorm(k, kl, kn, sizeof(kn));
         if (KEQ(kn, n, "code"))
@@ -1448,24 +1454,20 @@ static int j_scope(jctx_t *c, fl_scope_t *sc)
     char *k;
     size_t kl;
     char kn[48];
-    if (peek(c) == 'n')
-        return jliteral(c, "null", 4);
-    if (jobj_begin(c) < 0)
-        return type_error(c, "a scope object");
-    if (jdepth_in(c) < 0)
-        return J_ERR;
+    int open = j_obj_open(c, "a scope object");
+    if (open <= 0)
+        return open;
     while ((r = jobj_next(c, &first, &k, &kl)) == 1) {
         size_t n = keynorm(k, kl, kn, sizeof(kn));
+        int h;
         if (KEQ(kn, n, "name"))
             JFIELD(c, "name", jfield_str(c, &sc->name));
         else if (KEQ(kn, n, "version"))
             JFIELD(c, "version", jfield_str(c, &sc->version));
-        else if (KEQ(kn, n, "attributes")) {
-            if (j_attrs(c, &sc->attrs) < 0)
+        else if ((h = j_attrs_field(c, kn, n, &sc->attrs, &sc->dropped_attrs)) != 0) {
+            if (h < 0)
                 return J_ERR;
-        } else if (KEQ(kn, n, "droppedattributescount"))
-            JFIELD(c, "droppedAttributesCount", jfield_u32(c, &sc->dropped_attrs));
-        else if (jskip(c) < 0)
+        } else if (jskip(c) < 0)
             return J_ERR;
     }
     c->depth--;
@@ -1478,20 +1480,13 @@ static int j_resource(jctx_t *c, fl_resource_t *res)
     char *k;
     size_t kl;
     char kn[48];
-    if (peek(c) == 'n')
-        return jliteral(c, "null", 4);
-    if (jobj_begin(c) < 0)
-        return type_error(c, "a resource object");
-    if (jdepth_in(c) < 0)
-        return J_ERR;
+    int open = j_obj_open(c, "a resource object");
+    if (open <= 0)
+        return open;
     while ((r = jobj_next(c, &first, &k, &kl)) == 1) {
         size_t n = keynorm(k, kl, kn, sizeof(kn));
-        if (KEQ(kn, n, "attributes")) {
-            if (j_attrs(c, &res->attrs) < 0)
-                return J_ERR;
-        } else if (KEQ(kn, n, "droppedattributescount"))
-            JFIELD(c, "droppedAttributesCount", jfield_u32(c, &res->dropped_attrs));
-        else if (jskip(c) < 0) /* entityRefs, and the schemaUrl JS SDKs put here */
+        int h = j_attrs_field(c, kn, n, &res->attrs, &res->dropped_attrs);
+        if (h < 0 || (h == 0 && jskip(c) < 0)) /* entityRefs, and the schemaUrl JS SDKs put here */
             return J_ERR;
     }
     c->depth--;
