@@ -75,10 +75,10 @@ test-asan: deps build-asan
 	  ctest --output-on-failure -j $(JOBS) -LE interop $(CTEST_ARGS)
 
 # ThreadSanitizer on the tests that exercise threads (pool, net loop + responders, store
-# writer + readers, receiver + sink, analysis observe vs. queries).
+# writer + readers, receiver + sink, the spans-per-trace table, analysis observe vs. queries).
 BUILD_TSAN ?= build-tsan
 TSAN_TESTS  = test_common test_net test_net_h2 test_store test_store_concurrency \
-              test_receiver_http test_analysis_detect
+              test_receiver_http test_receiver_security test_analysis_detect
 $(BUILD_TSAN)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DFL_SANITIZE=thread
 

@@ -43,7 +43,9 @@ static void send_json(fl_api_t *api, fl_api_reply_fn reply, void *ctx, int statu
     reply(ctx, status, hdrs, n, body, len);
 }
 
-static void write_error(fl_buf_t *b, int status, const char *msg)
+/* {"error": msg, "status": status} into b. FL_OK, or FL_ERR_NOMEM when the buffer could not
+ * grow (then b holds a cut-off document that must not be sent). */
+static int write_error(fl_buf_t *b, int status, const char *msg)
 {
     fl_jw_t w;
 
@@ -54,6 +56,14 @@ static void write_error(fl_buf_t *b, int status, const char *msg)
     fl_jw_key(&w, "status");
     fl_jw_int(&w, status);
     fl_jw_obj_end(&w);
+    return w.err == FL_OK && b->len ? FL_OK : FL_ERR_NOMEM;
+}
+
+/* The answer when not even an error body can be written: a static one. */
+static void send_oom(fl_api_t *api, fl_api_reply_fn reply, void *ctx)
+{
+    static const char oom[] = "{\"error\":\"out of memory\",\"status\":500}";
+    send_json(api, reply, ctx, 500, NULL, 0, oom, sizeof(oom) - 1);
 }
 
 /* An error answered without a call object (routing failures, OOM, overload). */
@@ -63,13 +73,10 @@ static void send_error_direct(fl_api_t *api, fl_api_reply_fn reply, void *ctx, i
     fl_buf_t b;
 
     fl_buf_init(&b, 0);
-    write_error(&b, status, msg);
-    if (b.len == 0) {
-        static const char oom[] = "{\"error\":\"out of memory\",\"status\":500}";
-        send_json(api, reply, ctx, 500, NULL, 0, oom, sizeof(oom) - 1);
-    } else {
+    if (write_error(&b, status, msg) != FL_OK)
+        send_oom(api, reply, ctx);
+    else
         send_json(api, reply, ctx, status, extra, n_extra, b.data, b.len);
-    }
     fl_buf_dispose(&b);
 }
 
@@ -411,10 +418,12 @@ static void dispatch(fl_api_t *api, const char *method, const char *path, const 
         fl_net_header_t ra = {"Retry-After", "1"};
         fl_buf_reset(&c->out);
         fl_jw_init(&c->jw, &c->out);
-        write_error(&c->out, 503,
-                    rc == FL_ERR_BUSY ? "API overloaded: too many queued requests, retry later"
-                                      : "API is shutting down");
-        send_json(api, reply, ctx, 503, &ra, 1, c->out.data, c->out.len);
+        if (write_error(&c->out, 503,
+                        rc == FL_ERR_BUSY ? "API overloaded: too many queued requests, retry later"
+                                          : "API is shutting down") != FL_OK)
+            send_oom(api, reply, ctx);
+        else
+            send_json(api, reply, ctx, 503, &ra, 1, c->out.data, c->out.len);
         c->replied = 1;
     }
 done:
@@ -540,9 +549,8 @@ void fl_api_reply_error(fl_api_call_t *call, int status, const char *fmt, ...)
     call->replied = 1;
     /* A fresh, uncapped buffer: the error must go out even when the body hit its cap. */
     fl_buf_init(&b, 0);
-    write_error(&b, status, msg);
-    if (b.len == 0)
-        send_error_direct(call->api, call->reply, call->ctx, 500, NULL, 0, "out of memory");
+    if (write_error(&b, status, msg) != FL_OK)
+        send_oom(call->api, call->reply, call->ctx);
     else
         send_json(call->api, call->reply, call->ctx, status, NULL, 0, b.data, b.len);
     fl_buf_dispose(&b);

@@ -192,6 +192,8 @@ static int cb_headers_complete(http_parser *p)
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         fl__conn_send(c, cont, sizeof(cont) - 1);
         fl__conn_flush(c);
+        if (c->closing) /* out of memory while writing it: the request is gone */
+            return -1;
     }
     return 0;
 }
@@ -201,6 +203,8 @@ static int cb_body(http_parser *p, const char *at, size_t len)
     h1_t *h = p->data;
     if (h->discard)
         return 0;
+    if (!h->req) /* the connection closed under the parser */
+        return -1;
     int rc = fl_buf_append(&h->req->body, at, len);
     if (rc == FL_ERR_LIMIT) {
         char msg[128];
@@ -220,6 +224,8 @@ static int cb_message_complete(http_parser *p)
 {
     h1_t *h = p->data;
     fl_conn_t *c = h->c;
+    if (!h->req)
+        return -1;
     h->msg_done = 1;
     h->req->body_done = 1;
     h->state = H1_WAIT;

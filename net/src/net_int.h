@@ -83,6 +83,7 @@ struct fl_conn {
     int closing;
     int handles_open;
     int close_after_flush; /* 1: close; 2: half-close then linger */
+    int wfailed;           /* output could not be queued (OOM): drop the rest, close soon */
     int lingering;
     int is_tls;
     int eof;

@@ -355,12 +355,21 @@ void fl__conn_deliver(fl_conn_t *c, const uint8_t *data, size_t len)
         fl__conn_close(c);
 }
 
+static void timer_cb(uv_timer_t *t);
+
 void fl__conn_raw_queue(fl_conn_t *c, const void *data, size_t len)
 {
-    if (c->closing)
+    if (c->closing || c->wfailed)
         return;
-    if (fl_buf_append(&c->wbuf, data, len) != FL_OK)
-        fl__conn_close(c);
+    if (fl_buf_append(&c->wbuf, data, len) != FL_OK) {
+        /* Out of memory. Closing now would free the protocol state under the caller, which
+         * is in the middle of writing: drop this and every later write, and close from the
+         * loop instead (a flush before then may still send the earlier output; either way
+         * the peer sees the output cut short and the connection closed). */
+        c->wfailed = 1;
+        c->close_after_flush = 1;
+        uv_timer_start(&c->timer, timer_cb, 0, 0);
+    }
 }
 
 int fl__conn_send(fl_conn_t *c, const void *data, size_t len)
@@ -384,7 +393,7 @@ static void timer_cb(uv_timer_t *t)
 
 void fl__conn_set_timer(fl_conn_t *c, int ms)
 {
-    if (c->closing || c->lingering)
+    if (c->closing || c->lingering || c->wfailed) /* wfailed: the close timer is armed */
         return;
     if (ms <= 0)
         uv_timer_stop(&c->timer);

@@ -33,14 +33,15 @@ struct fl_receiver {
     const fl_net_tokens_t *tokens;
     const fl_net_cors_t *cors;
     fl_sanitize_opts_t sanitize;
-    size_t max_spans;
+    size_t max_spans, max_spans_per_trace;
+    fl_trace_limit_t *trace_limit; /* NULL: no spans-per-trace limit */
     fl_pool_t *pool;
     fl__capture_t *capture;
 
     _Atomic uint64_t requests, spans_accepted, spans_rejected, spans_duplicate, items_not_stored,
         requests_refused, requests_failed, inflight_bytes, inflight_requests, bytes_received,
         captures, requests_unauthenticated, requests_too_many_spans, attributes_masked,
-        attributes_dropped, values_truncated;
+        attributes_dropped, values_truncated, spans_over_trace_limit;
 
     pthread_mutex_t mu; /* with cv: fl_receiver_free waits for the last request */
     pthread_cond_t cv;
@@ -60,6 +61,7 @@ typedef struct rctx {
     char reject_msg[512];
     uint64_t capture_seq;
     int captured;
+    fl_trace_limit_charge_t charge; /* spans counted per trace; given back on failure */
 } rctx_t;
 
 /* ---------------------------------------------------------------- small helpers */
@@ -81,6 +83,7 @@ static void finish(rctx_t *x)
 {
     fl_receiver_t *r = x->r;
     atomic_fetch_sub(&r->inflight_bytes, x->charged);
+    fl_trace_limit_charge_dispose(&x->charge);
     free(x);
     pthread_mutex_lock(&r->mu);
     if (atomic_fetch_sub(&r->inflight_requests, 1) == 1)
@@ -196,6 +199,8 @@ static void fail(rctx_t *x, int rc, const char *msg)
         fl__capture_remove(x->r->capture, transport_of(x), x->capture_seq);
         atomic_fetch_sub(&x->r->captures, 1);
     }
+    /* Not stored: the client's retry must not count against the spans-per-trace limit. */
+    fl_trace_limit_release(x->r->trace_limit, &x->charge);
     respond_error(x->r, x->req, x->grpc, x->format, http, code, msg);
     finish(x);
 }
@@ -224,14 +229,23 @@ static void respond_ok(rctx_t *x, size_t rejected, const char *msg)
 
 static void respond_traces_ok(rctx_t *x)
 {
-    char msg[700];
-    if (!x->rejected) {
+    char msg[900], hex[33];
+    size_t over = x->charge.dropped;
+    int n = 0;
+    if (!x->rejected && !over) {
         respond_ok(x, 0, NULL);
         return;
     }
-    snprintf(msg, sizeof(msg), "%zu span%s rejected as invalid; first: %s", x->rejected,
-             x->rejected == 1 ? "" : "s", x->reject_msg);
-    respond_ok(x, x->rejected, msg);
+    if (x->rejected)
+        n = snprintf(msg, sizeof(msg), "%zu span%s rejected as invalid; first: %s", x->rejected,
+                     x->rejected == 1 ? "" : "s", x->reject_msg);
+    if (over && n >= 0 && (size_t)n < sizeof(msg)) {
+        fl_hex_encode(x->charge.first_over, 16, hex);
+        snprintf(msg + n, sizeof(msg) - (size_t)n,
+                 "%s%zu span%s dropped past the limit of %zu spans per trace (first: trace %s)",
+                 n ? "; " : "", over, over == 1 ? "" : "s", x->r->max_spans_per_trace, hex);
+    }
+    respond_ok(x, x->rejected + over, msg);
 }
 
 /* ---------------------------------------------------------------- decode pool */
@@ -382,6 +396,12 @@ static void decode_job(void *arg)
         fail(x, FL_ERR_BUSY, "out of memory while masking attributes; retry later");
         return;
     }
+    if (fl_trace_limit_apply(r->trace_limit, batch, &x->charge) != FL_OK) {
+        fl_span_batch_free(batch);
+        fail(x, FL_ERR_BUSY, "out of memory while counting spans per trace; retry later");
+        return;
+    }
+    atomic_fetch_add(&r->spans_over_trace_limit, x->charge.dropped);
     x->n_spans = batch->n_spans;
     x->rejected = batch->rejected;
     if (batch->reject_msg)
@@ -643,12 +663,18 @@ fl_receiver_t *fl_receiver_new(const fl_receiver_opts_t *opts, char *err, size_t
     r->cors = opts->cors;
     r->sanitize = opts->sanitize;
     r->max_spans = opts->max_spans;
+    r->max_spans_per_trace = opts->max_spans_per_trace;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if (opts->capture_dir && *opts->capture_dir) {
         r->capture = fl__capture_new(opts->capture_dir, err, errlen);
         if (!r->capture)
             goto fail;
+    }
+    if (r->max_spans_per_trace &&
+        !(r->trace_limit = fl_trace_limit_new(r->max_spans_per_trace, 0))) {
+        fl__errf(err, errlen, FL_ERR_NOMEM, "out of memory");
+        goto fail;
     }
     r->pool =
         fl_pool_new(opts->decode_threads > 0 ? opts->decode_threads : 2, DECODE_QUEUE, "fl-decode");
@@ -658,6 +684,7 @@ fl_receiver_t *fl_receiver_new(const fl_receiver_opts_t *opts, char *err, size_t
     }
     return r;
 fail:
+    fl_trace_limit_free(r->trace_limit);
     fl__capture_free(r->capture);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
@@ -694,6 +721,7 @@ void fl_receiver_free(fl_receiver_t *r, int timeout_ms)
                (unsigned long long)left);
         return;
     }
+    fl_trace_limit_free(r->trace_limit);
     fl__capture_free(r->capture);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
@@ -735,4 +763,5 @@ void fl_receiver_stats(fl_receiver_t *r, fl_receiver_stats_t *out)
     out->attributes_masked = atomic_load(&r->attributes_masked);
     out->attributes_dropped = atomic_load(&r->attributes_dropped);
     out->values_truncated = atomic_load(&r->values_truncated);
+    out->spans_over_trace_limit = atomic_load(&r->spans_over_trace_limit);
 }

@@ -93,6 +93,10 @@ static const opt_t options[] = {
     {"max-spans-per-request", "FAULTLINE_MAX_SPANS_PER_REQUEST", NULL,
      NUM(OPT_INT, max_spans_per_request), "100000", 1, 100000000,
      "spans per export request; past it: 413 / RESOURCE_EXHAUSTED"},
+    {"max-spans-per-trace", "FAULTLINE_MAX_SPANS_PER_TRACE", NULL,
+     NUM(OPT_INT, max_spans_per_trace), "50000", 0, 1000000000,
+     "spans kept per trace across requests (recent traces, a fixed 1.5 MiB table); later ones "
+     "are dropped and answered as partial success (rejected_spans); 0: no limit"},
     {"max-attributes", "FAULTLINE_MAX_ATTRIBUTES", NULL, NUM(OPT_INT, max_attributes), "128", 1,
      1000000,
      "attributes per span, event, link, scope and resource; extra ones are dropped and counted "

@@ -36,6 +36,7 @@ typedef struct fl_config {
     char mask_mode[16];
     int no_default_masks;
     int64_t max_spans_per_request;
+    int64_t max_spans_per_trace;
     int64_t max_attributes;
     int64_t max_attribute_length;
     uint64_t idle_timeout;

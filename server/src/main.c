@@ -63,6 +63,8 @@ static void receiver_status(void *ud, fl_jw_t *w)
     fl_jw_uint(w, st.attributes_dropped);
     fl_jw_key(w, "values_truncated");
     fl_jw_uint(w, st.values_truncated);
+    fl_jw_key(w, "spans_over_trace_limit");
+    fl_jw_uint(w, st.spans_over_trace_limit);
     fl_analysis_rt_rates(rt, w);
     fl_jw_obj_end(w);
 }
@@ -270,6 +272,7 @@ static int serve(const fl_config_t *cfg)
     ro.sanitize.max_attributes = (size_t)cfg->max_attributes;
     ro.sanitize.max_value_length = (size_t)cfg->max_attribute_length;
     ro.max_spans = (size_t)cfg->max_spans_per_request;
+    ro.max_spans_per_trace = (size_t)cfg->max_spans_per_trace;
     recv = fl_receiver_new(&ro, err, sizeof(err));
     if (!recv) {
         fl_log(FL_LOG_ERROR, "server", "cannot start the receiver error=\"%s\"", err);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* End to end: bearer tokens on ingest (HTTP and gRPC) and on the API, CORS for browser
- * exporters, PII masking at ingest and the per-request limits, against the real server. */
+ * exporters, PII masking at ingest, the per-request limits and the spans-per-trace limit,
+ * against the real server. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +63,8 @@ static int setup(void **state)
                           "32",
                           "--max-spans-per-request",
                           "10",
+                          "--max-spans-per-trace",
+                          "12",
                           NULL};
     return fl_test_server_start(&srv, args);
 }
@@ -115,7 +118,8 @@ static char *span_json(const char *trace_id, const char *span_id, const char *at
     return out;
 }
 
-static json_t *get_span(const char *trace_id)
+/* GET /api/traces/{id}: the document. */
+static json_t *get_trace(const char *trace_id)
 {
     char path[128], auth[64];
     snprintf(path, sizeof(path), "/api/traces/%s", trace_id);
@@ -126,6 +130,12 @@ static json_t *get_span(const char *trace_id)
     json_t *doc = json_loadb((const char *)r.body.data, r.body.len, 0, NULL);
     fl_http_response_dispose(&r);
     assert_non_null(doc);
+    return doc;
+}
+
+static json_t *get_span(const char *trace_id)
+{
+    json_t *doc = get_trace(trace_id);
     json_t *span = json_incref(json_array_get(json_object_get(doc, "spans"), 0));
     json_decref(doc);
     assert_non_null(span);
@@ -356,6 +366,90 @@ static void test_e2e_security_limits(void **state)
     fl_http_response_dispose(&r);
 }
 
+/* One ResourceSpans with n spans of trace tid (span ids first+1 .. first+n), then m spans of
+ * trace tid2 (ids 0x80+1 ..), into b (initialised here, NUL-terminated). */
+static void spans_json(fl_buf_t *b, const char *tid, int first, int n, const char *tid2, int m)
+{
+    fl_buf_init(b, 0);
+    fl_buf_puts(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
+                   "\"value\":{\"stringValue\":\"limit-svc\"}}]},\"scopeSpans\":[{\"spans\":[");
+    for (int i = 0; i < n + m; i++)
+        fl_buf_printf(b,
+                      "%s{\"traceId\":\"%s\",\"spanId\":\"00000000000000%02x\",\"name\":\"op\","
+                      "\"startTimeUnixNano\":\"1700000000000000000\","
+                      "\"endTimeUnixNano\":\"1700000000100000000\"}",
+                      i ? "," : "", i < n ? tid : tid2, i < n ? first + i + 1 : 0x80 + i - n + 1);
+    fl_buf_puts(b, "]}]}]}");
+    fl_buf_putc(b, 0);
+}
+
+/* The span ids of a stored trace, sorted, as "01 02 ...". */
+static void stored_span_ids(const char *tid, char *out, size_t outlen)
+{
+    json_t *doc = get_trace(tid);
+    json_t *spans = json_object_get(doc, "spans");
+    unsigned char have[256] = {0};
+    for (size_t i = 0; i < json_array_size(spans); i++) {
+        const char *sid = json_string_value(json_object_get(json_array_get(spans, i), "span_id"));
+        assert_non_null(sid);
+        have[strtoul(sid + 14, NULL, 16) & 255]++;
+    }
+    json_decref(doc);
+    size_t o = 0;
+    out[0] = 0;
+    for (int k = 0; k < 256; k++)
+        for (int c = 0; c < have[k] && o + 4 < outlen; c++)
+            o += (size_t)snprintf(out + o, outlen - o, "%s%02x", o ? " " : "", k);
+}
+
+/* --max-spans-per-trace 12: one trace sent in four requests of 5 spans keeps its first 12;
+ * the rest are answered as partial success, counted in /aiops/status, and a trace sent
+ * alongside is untouched. */
+static void test_e2e_security_spans_per_trace(void **state)
+{
+    (void)state;
+    const char *tid = "5ec000000000000000000000000000d4",
+               *other = "5ec000000000000000000000000000e5";
+    fl_http_response_t r;
+    const char *want_rejected[4] = {NULL, NULL, "3", "5"};
+    for (int k = 0; k < 4; k++) {
+        fl_buf_t b;
+        spans_json(&b, tid, 5 * k, 5, other, k == 2 ? 3 : 0);
+        assert_int_equal(post_json("Bearer " INGEST_TOKEN, (const char *)b.data, &r), 200);
+        fl_buf_dispose(&b);
+        json_t *doc = json_loadb((const char *)r.body.data, r.body.len, 0, NULL);
+        assert_non_null(doc);
+        json_t *ps = json_object_get(doc, "partialSuccess");
+        if (!want_rejected[k]) {
+            assert_null(ps);
+        } else {
+            assert_string_equal(json_string_value(json_object_get(ps, "rejectedSpans")),
+                                want_rejected[k]);
+            const char *msg = json_string_value(json_object_get(ps, "errorMessage"));
+            assert_non_null(msg);
+            print_message("request %d: %s\n", k + 1, msg);
+            assert_non_null(strstr(msg, "limit of 12 spans per trace"));
+            assert_non_null(strstr(msg, tid));
+        }
+        json_decref(doc);
+        fl_http_response_dispose(&r);
+    }
+
+    char ids[256];
+    stored_span_ids(tid, ids, sizeof(ids));
+    assert_string_equal(ids, "01 02 03 04 05 06 07 08 09 0a 0b 0c");
+    stored_span_ids(other, ids, sizeof(ids));
+    assert_string_equal(ids, "81 82 83");
+
+    fl_net_header_t h[1] = {{"Authorization", "Bearer " API_TOKEN}};
+    assert_int_equal(request(srv.api_port, "GET", "/aiops/status", h, 1, NULL, &r), 200);
+    json_t *st = json_loadb((const char *)r.body.data, r.body.len, 0, NULL);
+    json_t *in = json_object_get(st, "ingest");
+    assert_int_equal(json_integer_value(json_object_get(in, "spans_over_trace_limit")), 8);
+    json_decref(st);
+    fl_http_response_dispose(&r);
+}
+
 static void test_e2e_security_bad_token_file(void **state)
 {
     (void)state;
@@ -376,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_e2e_security_cors),
         cmocka_unit_test(test_e2e_security_masking),
         cmocka_unit_test(test_e2e_security_limits),
+        cmocka_unit_test(test_e2e_security_spans_per_trace),
         cmocka_unit_test(test_e2e_security_bad_token_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -92,11 +92,14 @@ static fl_api_t *api_get(void)
 static void query_helpers(const char *qs)
 {
     fl_arena_t *a = fl_arena_new(4096);
-    FUZZ_CHECK(a != NULL);
+    FUZZ_CHECK(a != NULL || fuzz_oom());
+    if (!a)
+        return;
     fl_api_query_t q;
     char err[512] = "";
     int rc = fl_api_query_parse(qs, a, &q, err, sizeof(err));
-    FUZZ_CHECK(rc == FL_OK || rc == FL_ERR_INVALID || rc == FL_ERR_LIMIT || rc == FL_ERR_NOMEM);
+    FUZZ_CHECK(rc == FL_OK || rc == FL_ERR_INVALID || rc == FL_ERR_LIMIT ||
+               (rc == FL_ERR_NOMEM && fuzz_oom()));
     if (rc != FL_OK) {
         FUZZ_CHECK(err[0] != 0);
         fl_arena_free(a);
@@ -138,6 +141,7 @@ static void query_helpers(const char *qs)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fl_api_t *api = api_get();
+    fuzz_alloc_begin(data, size); /* exactly one reply even when allocations fail */
     char *s = malloc(size + 1);
     FUZZ_CHECK(s != NULL);
     memcpy(s, data, size);
@@ -186,5 +190,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&w.cv);
     free(s);
+    fuzz_alloc_end();
     return 0;
 }

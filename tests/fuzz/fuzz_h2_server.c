@@ -20,6 +20,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lens[n++] = split;
     pieces[n] = data + split;
     lens[n++] = size - split;
-    fuzz_session(pieces, lens, n);
+    fuzz_session(data, size, pieces, lens, n);
     return 0;
 }

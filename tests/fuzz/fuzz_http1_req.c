@@ -15,6 +15,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t split = size ? (size_t)(fl_hash64(data, size, 1) % (size + 1)) : 0;
     const uint8_t *pieces[] = {data, data + split};
     size_t lens[] = {split, size - split};
-    fuzz_session(pieces, lens, 2);
+    fuzz_session(data, size, pieces, lens, 2);
     return 0;
 }

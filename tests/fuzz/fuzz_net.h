@@ -81,16 +81,24 @@ static void fuzz_grpc_body(fl_net_req_t *r)
         mlen = plain.len;
     }
     fl_span_batch_t *batch = fl_span_batch_new(0);
-    FUZZ_CHECK(batch != NULL);
-    int rc = fl_otlp_decode_traces(msg, mlen, FL_OTLP_PROTOBUF, batch, err, sizeof(err));
+    int rc = FL_ERR_NOMEM;
+    FUZZ_CHECK(batch != NULL || fuzz_oom());
+    if (batch)
+        rc = fl_otlp_decode_traces(msg, mlen, FL_OTLP_PROTOBUF, batch, err, sizeof(err));
+    else
+        snprintf(err, sizeof(err), "out of memory");
     FUZZ_CHECK(fuzz_decode_rc_ok(rc));
     fl_buf_t out;
     fl_buf_init(&out, 0);
     if (rc == FL_OK) {
         fuzz_check_batch(batch);
-        FUZZ_CHECK(fl_otlp_encode_trace_response(FL_OTLP_PROTOBUF, batch->rejected,
-                                                 batch->reject_msg, &out) == FL_OK);
-        fl_net_grpc_respond(r, FL_GRPC_OK, NULL, NULL, 0, out.data, out.len);
+        int erc = fl_otlp_encode_trace_response(FL_OTLP_PROTOBUF, batch->rejected,
+                                                batch->reject_msg, &out);
+        FUZZ_CHECK(erc == FL_OK || (erc == FL_ERR_NOMEM && fuzz_oom()));
+        if (erc == FL_OK)
+            fl_net_grpc_respond(r, FL_GRPC_OK, NULL, NULL, 0, out.data, out.len);
+        else
+            fl_net_grpc_respond(r, FL_GRPC_INTERNAL, "out of memory", NULL, 0, NULL, 0);
     } else {
         fl_net_grpc_respond(r, FL_GRPC_INVALID_ARGUMENT, err, NULL, 0, NULL, 0);
     }
@@ -145,12 +153,19 @@ static fuzz_srv_t *fuzz_srv_get(void)
     return &srv;
 }
 
-/* One connection's life: feed the pieces, deliver queued responses, EOF, close, free. */
-static void fuzz_session(const uint8_t *const *pieces, const size_t *lens, size_t n_pieces)
+/* One connection's life: feed the pieces, deliver queued responses, EOF, close, free. The
+ * allocation failure plan comes from the input (data, size); the server is made before it. */
+static void fuzz_session(const uint8_t *data, size_t size, const uint8_t *const *pieces,
+                         const size_t *lens, size_t n_pieces)
 {
     fuzz_srv_t *s = fuzz_srv_get();
+    fuzz_alloc_begin(data, size);
     fl_conn_t *c = fl__vconn_new(s->n, 0);
-    FUZZ_CHECK(c != NULL);
+    if (!c) {
+        FUZZ_CHECK(fuzz_oom());
+        fuzz_alloc_end();
+        return;
+    }
     for (size_t i = 0; i < n_pieces && !fl__vconn_closed(c); i++) {
         if (lens[i] == 0)
             continue;
@@ -186,6 +201,7 @@ static void fuzz_session(const uint8_t *const *pieces, const size_t *lens, size_
     if (debug) /* to check that seeds reach the handler: FUZZ_NET_DEBUG=1 ./fuzz_x seed */
         fprintf(stderr, "fuzz_session: heads=%ld bodies=%ld aborts=%ld\n", s->heads, s->bodies,
                 s->aborts);
+    fuzz_alloc_end();
 }
 
 #endif

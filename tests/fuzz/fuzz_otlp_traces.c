@@ -2,7 +2,8 @@
 /* libFuzzer target: OTLP protobuf. Pre-scan, then decode into a span batch (protobuf-c unpack
  * and span extraction), check the batch invariants and that the pre-scan, the decoder and the
  * item counter agree; the same bytes also go through the JSON decoder and the logs / metrics
- * counters. Each input gets fresh arenas, freed before returning. */
+ * counters. Each input gets fresh arenas, freed before returning, and its own allocation
+ * failure plan (fuzz_alloc_begin). */
 #include "fuzz_util.h"
 
 #include <faultline/receiver.h>
@@ -12,7 +13,11 @@ static size_t decode_one(const uint8_t *data, size_t size, int format, int max_d
 {
     char err[256] = "";
     fl_span_batch_t *b = fl_span_batch_new(0);
-    FUZZ_CHECK(b != NULL);
+    if (!b) {
+        FUZZ_CHECK(fuzz_oom());
+        *rc_out = FL_ERR_NOMEM;
+        return (size_t)-1;
+    }
     if (tight) /* exercise the FL_ERR_NOMEM paths: the arena limit runs out mid-decode */
         fl_arena_set_limit(b->arena, 64 * 1024 + size);
     int rc = fl_otlp_decode_traces_ex(data, size, format, max_depth, b, err, sizeof(err));
@@ -38,6 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     uint64_t h = fl_hash64(data, size, 0x5eed);
     char err[256];
+    fuzz_alloc_begin(data, size);
 
     /* 1. pre-scan at the default cap, then the decoder that runs it too */
     int pre = fl_otlp_prescan(data, size, 64, err, sizeof(err));
@@ -45,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc;
     size_t total = decode_one(data, size, FL_OTLP_PROTOBUF, 64, 0, &rc);
     if (pre == FL_ERR_TOO_DEEP)
-        FUZZ_CHECK(rc == FL_ERR_TOO_DEEP);
+        FUZZ_CHECK(rc == FL_ERR_TOO_DEEP || (rc == FL_ERR_NOMEM && fuzz_oom()));
     if (pre == FL_ERR_DECODE)
         FUZZ_CHECK(rc != FL_OK);
     if (rc == FL_OK) {
@@ -53,8 +59,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t count = 0;
         int crc = fl_otlp_count_items(FL_OTLP_TRACES, data, size, FL_OTLP_PROTOBUF, 64, &count, err,
                                       sizeof(err));
-        FUZZ_CHECK(crc == FL_OK);
-        FUZZ_CHECK(count == total); /* every span is either kept or counted as rejected */
+        FUZZ_CHECK(crc == FL_OK || (crc == FL_ERR_NOMEM && fuzz_oom()));
+        if (crc == FL_OK)
+            FUZZ_CHECK(count == total); /* every span is either kept or counted as rejected */
     }
 
     /* 2. a smaller cap and a tight arena on some inputs */
@@ -73,5 +80,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fl_otlp_count_items(sig, data, size, FL_OTLP_PROTOBUF, 64, &count, err, sizeof(err));
         FUZZ_CHECK(fuzz_decode_rc_ok(crc));
     }
+    fuzz_alloc_end();
     return 0;
 }

@@ -9,6 +9,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    fuzz_alloc_begin(data, size);
     char *s = malloc(size + 1);
     FUZZ_CHECK(s != NULL);
     memcpy(s, data, size);
@@ -67,5 +68,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     fl_dt_attrs_free(attrs, n_attrs);
     free(s);
+    fuzz_alloc_end();
     return 0;
 }

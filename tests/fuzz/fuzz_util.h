@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Shared helpers for the libFuzzer targets: a hard invariant check that aborts (so libFuzzer
- * records the input), log silencing, and a deep walk over decoded span batches that reads
- * every byte the batch points to (so ASan sees any dangling or short view). */
+ * records the input), log silencing, a deep walk over decoded span batches that reads every
+ * byte the batch points to (so ASan sees any dangling or short view), and the per-input
+ * allocation failure plan. */
 #ifndef FL_FUZZ_UTIL_H
 #define FL_FUZZ_UTIL_H
 
@@ -109,6 +110,33 @@ static inline void fuzz_check_batch(const fl_span_batch_t *b)
         fuzz_touch(s->scope->schema_url);
         fuzz_walk_attrs(&s->scope->attrs, 0);
     }
+}
+
+/* Allocation failures (common.h "allocation failures"): each input plans its own from its
+ * hash, so a crash reproduces from the input alone; FUZZ_ALLOC_FAIL=0 in the environment
+ * turns them off (to tell an out-of-memory finding from another). Call fuzz_alloc_begin
+ * after any process-wide setup, fuzz_alloc_end before returning. */
+static inline void fuzz_alloc_begin(const uint8_t *data, size_t size)
+{
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("FUZZ_ALLOC_FAIL");
+        off = e && !strcmp(e, "0");
+    }
+    fl_fuzz_alloc_plan(off ? 0 : fl_hash64(data, size, 0xa110c) | 1);
+}
+
+static inline void fuzz_alloc_end(void)
+{
+    fl_fuzz_alloc_plan(0);
+}
+
+/* An allocation failed in this input: results that need memory may be FL_ERR_NOMEM (or a
+ * refusal) instead of what the invariants between two runs expect. Memory safety, the
+ * promised return codes and "no leak" still hold. */
+static inline int fuzz_oom(void)
+{
+    return fl_fuzz_alloc_failed() > 0;
 }
 
 /* Decoder results the API promises (anything else is a bug). */

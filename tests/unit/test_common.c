@@ -9,6 +9,7 @@
 #include <faultline/common.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void test_common_arena(void **state)
@@ -230,13 +231,63 @@ static void test_common_pool(void **state)
     assert_true(busy > 0);
 }
 
+/* The fuzz builds' allocation failure plan: seed 0 fails nothing; about a quarter of the
+ * seeds fail, first at allocation 1..48, and the same seed fails the same allocations. */
+static void test_common_fuzz_alloc_plan(void **state)
+{
+    (void)state;
+    fl_fuzz_alloc_plan(0);
+    for (int i = 0; i < 100; i++) {
+        void *p = fl__fuzz_malloc(16);
+        assert_non_null(p);
+        free(p);
+    }
+    assert_int_equal(fl_fuzz_alloc_failed(), 0);
+    int active = 0;
+    for (uint64_t seed = 1; seed <= 400; seed++) {
+        uint64_t pattern[2] = {0, 0};
+        for (int run = 0; run < 2; run++) {
+            fl_fuzz_alloc_plan(seed);
+            for (int i = 0; i < 64; i++) {
+                char *p = i % 2 ? fl__fuzz_strdup("x") : fl__fuzz_calloc(1, 8);
+                if (!p)
+                    pattern[run] |= 1ull << i;
+                free(p);
+            }
+            assert_int_equal(fl_fuzz_alloc_failed(), __builtin_popcountll(pattern[run]));
+        }
+        assert_true(pattern[0] == pattern[1]);
+        if (pattern[0]) {
+            active++;
+            assert_true(__builtin_ctzll(pattern[0]) < 48);
+        }
+    }
+    assert_true(active > 60 && active < 140);
+    /* A failed realloc leaves the block alone. */
+    char *keep = fl__fuzz_malloc(4);
+    assert_non_null(keep);
+    memcpy(keep, "abc", 4);
+    for (uint64_t seed = 1;; seed++) {
+        fl_fuzz_alloc_plan(seed);
+        char *grown = fl__fuzz_realloc(keep, 64);
+        if (!grown) {
+            assert_string_equal(keep, "abc");
+            break;
+        }
+        keep = grown;
+    }
+    free(keep);
+    fl_fuzz_alloc_plan(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_common_arena),      cmocka_unit_test(test_common_arena_rewind),
-        cmocka_unit_test(test_common_buf_limit),  cmocka_unit_test(test_common_time),
-        cmocka_unit_test(test_common_codecs),     cmocka_unit_test(test_common_json_escaping),
-        cmocka_unit_test(test_common_value_json), cmocka_unit_test(test_common_pool),
+        cmocka_unit_test(test_common_arena),           cmocka_unit_test(test_common_arena_rewind),
+        cmocka_unit_test(test_common_buf_limit),       cmocka_unit_test(test_common_time),
+        cmocka_unit_test(test_common_codecs),          cmocka_unit_test(test_common_json_escaping),
+        cmocka_unit_test(test_common_value_json),      cmocka_unit_test(test_common_pool),
+        cmocka_unit_test(test_common_fuzz_alloc_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

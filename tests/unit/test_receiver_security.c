@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the pure security pieces: CORS origin wildcards, bearer-token sets, masking
- * keys and values, attribute limits and UTF-8-safe truncation. */
+ * keys and values, attribute limits, UTF-8-safe truncation and the spans-per-trace table. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +9,7 @@
 
 #include <faultline/receiver.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,165 @@ static void test_receiver_security_utf8_truncate(void **state)
     assert_int_equal(fl_utf8_truncate(s, 4, 0), 0);
 }
 
+/* ---------------------------------------------------------------- spans per trace */
+
+/* A batch of n spans: span i belongs to trace traces[i] (one byte repeated into the id) and
+ * has span id i + 1 + first_sid. */
+static fl_span_batch_t *trace_batch(const char *traces, int first_sid)
+{
+    size_t n = strlen(traces);
+    fl_span_batch_t *b = fl_span_batch_new(4096);
+    assert_non_null(b);
+    b->spans = fl_arena_calloc(b->arena, n, sizeof(fl_span_t));
+    b->n_spans = n;
+    for (size_t i = 0; i < n; i++) {
+        memset(b->spans[i].trace_id, traces[i], 16);
+        b->spans[i].span_id[7] = (uint8_t)(first_sid + (int)i + 1);
+    }
+    return b;
+}
+
+/* The traces and span ids left in b, as "A1 B2 ...". */
+static const char *left(const fl_span_batch_t *b)
+{
+    static char out[256];
+    size_t o = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < b->n_spans && o + 8 < sizeof(out); i++)
+        o += (size_t)snprintf(out + o, sizeof(out) - o, "%s%c%d", i ? " " : "",
+                              b->spans[i].trace_id[0], b->spans[i].span_id[7]);
+    return out;
+}
+
+/* Apply t to a batch of traces (as trace_batch makes them): want_dropped spans dropped and
+ * want_left left ("A1 B2 ..."; NULL: not checked). The counts are kept in *charge when given,
+ * else disposed. */
+static void apply(fl_trace_limit_t *t, const char *traces, int first_sid,
+                  fl_trace_limit_charge_t *charge, size_t want_dropped, const char *want_left)
+{
+    fl_trace_limit_charge_t c;
+    fl_span_batch_t *b = trace_batch(traces, first_sid);
+    assert_int_equal(fl_trace_limit_apply(t, b, &c), FL_OK);
+    assert_int_equal(c.dropped, want_dropped);
+    assert_int_equal(b->n_spans, strlen(traces) - want_dropped);
+    if (want_left)
+        assert_string_equal(left(b), want_left);
+    fl_span_batch_free(b);
+    if (charge)
+        *charge = c;
+    else
+        fl_trace_limit_charge_dispose(&c);
+}
+
+static void test_receiver_security_trace_limit(void **state)
+{
+    (void)state;
+    fl_trace_limit_charge_t c2;
+    assert_null(fl_trace_limit_new(0, 0)); /* 0: no limit, no table */
+    fl_trace_limit_t *t = fl_trace_limit_new(5, 0);
+    assert_non_null(t);
+
+    /* Under the limit: everything stays. A has 3 of 5, then the first 2 of its next 4 stay,
+     * in order (C is another trace); then nothing more of A, while B still has room. */
+    apply(t, "ABABA", 0, NULL, 0, "A1 B2 A3 B4 A5");
+    apply(t, "ACAAA", 10, &c2, 2, "A11 C12 A13");
+    assert_int_equal(c2.first_over[0], 'A');
+    apply(t, "ABBB", 20, NULL, 1, "B22 B23 B24");
+
+    /* The second request was refused after all: its 2 spans of A are given back. */
+    fl_trace_limit_release(t, &c2);
+    assert_null(c2.items);
+    apply(t, "AAA", 30, NULL, 1, "A31 A32");
+
+    /* No table: no limit. */
+    apply(NULL, "AAAAAAA", 40, NULL, 0, NULL);
+    fl_trace_limit_free(t);
+}
+
+static void test_receiver_security_trace_limit_bounded(void **state)
+{
+    (void)state;
+    fl_trace_limit_charge_t c;
+    /* The default table is 65536 entries of 24 bytes, whatever the traffic. */
+    fl_trace_limit_t *t = fl_trace_limit_new(3, 0);
+    size_t mem = fl_trace_limit_memory(t);
+    assert_true(mem >= 65536 * 24 && mem < 65536 * 24 + 64 * 1024);
+    for (int round = 0; round < 50; round++) {
+        fl_span_batch_t *b = fl_span_batch_new(1 << 16);
+        b->n_spans = 4000;
+        b->spans = fl_arena_calloc(b->arena, b->n_spans, sizeof(fl_span_t));
+        for (size_t i = 0; i < b->n_spans; i++) {
+            uint32_t k = (uint32_t)(round * 4000 + (int)i);
+            memcpy(b->spans[i].trace_id, &k, sizeof(k));
+            b->spans[i].trace_id[15] = 1;
+        }
+        assert_int_equal(fl_trace_limit_apply(t, b, &c), FL_OK);
+        assert_int_equal(b->n_spans, 4000); /* all distinct traces */
+        fl_trace_limit_charge_dispose(&c);
+        fl_span_batch_free(b);
+    }
+    assert_int_equal(fl_trace_limit_memory(t), mem);
+    fl_trace_limit_free(t);
+
+    /* One set of 8 entries: trace A at its limit, then 7 newer traces leave it known (and
+     * full); 8 more evict it, and A starts from zero again (the documented cost of a
+     * bounded table). */
+    t = fl_trace_limit_new(3, 8);
+    apply(t, "AAAA", 0, NULL, 1, NULL);
+    apply(t, "abcdefg", 0, NULL, 0, NULL);
+    apply(t, "A", 0, NULL, 1, NULL);
+    apply(t, "stuvwxyz", 0, NULL, 0, NULL);
+    apply(t, "AAAA", 0, NULL, 1, NULL);
+    fl_trace_limit_free(t);
+}
+
+/* Several decode threads counting the same traces: exactly the limit gets through. */
+typedef struct tl_worker {
+    fl_trace_limit_t *t;
+    size_t kept;
+} tl_worker_t;
+
+static void *tl_worker_main(void *arg)
+{
+    tl_worker_t *w = arg;
+    for (int round = 0; round < 200; round++) {
+        fl_span_batch_t *b = trace_batch("ABCDABCDAB", round * 10);
+        fl_trace_limit_charge_t c;
+        if (fl_trace_limit_apply(w->t, b, &c) == FL_OK)
+            w->kept += b->n_spans;
+        /* Every fourth request "fails" and gives its count back. */
+        if (round % 4 == 3) {
+            w->kept -= b->n_spans;
+            fl_trace_limit_release(w->t, &c);
+        } else {
+            fl_trace_limit_charge_dispose(&c);
+        }
+        fl_span_batch_free(b);
+    }
+    return NULL;
+}
+
+static void test_receiver_security_trace_limit_threads(void **state)
+{
+    (void)state;
+    enum { THREADS = 4 };
+    fl_trace_limit_t *t = fl_trace_limit_new(700, 0);
+    tl_worker_t w[THREADS];
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (tl_worker_t){t, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, tl_worker_main, &w[i]), 0);
+    }
+    size_t kept = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        kept += w[i].kept;
+    }
+    /* 4 traces x 700 spans: 4 x 200 x 10 offered, 3/4 of them count, more than enough. */
+    assert_int_equal(kept, 4 * 700);
+    fl_trace_limit_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +352,9 @@ int main(void)
         cmocka_unit_test(test_receiver_security_mask_keys),
         cmocka_unit_test(test_receiver_security_sanitize),
         cmocka_unit_test(test_receiver_security_utf8_truncate),
+        cmocka_unit_test(test_receiver_security_trace_limit),
+        cmocka_unit_test(test_receiver_security_trace_limit_bounded),
+        cmocka_unit_test(test_receiver_security_trace_limit_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -89,7 +89,7 @@ row "SIGTERM under load" "${term:-no run}" "lost $lost"
 echo "running test_e2e_overload for ${FL_OVERLOAD_SECONDS}s ..." >&2
 if "$BUILD/test_e2e_overload" > "$LOG/overload.txt" 2>&1; then held=held; else held=FAILED; bad=1; fi
 o=$(sed -n 's/^overload: //p' "$LOG/overload.txt" | head -1)
-row overload "${FL_OVERLOAD_SECONDS}s, 64 conns at max rate" "$held: ${o:-no summary}"
+row overload "${FL_OVERLOAD_SECONDS}s, 64 conns at 3x measured capacity" "$held: ${o:-no summary}"
 
 # ---------------------------------------------------------------- sanitizers and valgrind
 ALOG="$ASAN_BUILD/Testing/Temporary/LastTest.log"

@@ -8,9 +8,41 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#ifdef FL_FUZZ_ALLOC_FAIL
+#include <stdlib.h> /* declared before the macros below replace the names */
+#include <string.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- allocation failures */
+
+/** Allocation failure injection for the fuzz targets. Project libraries compiled with
+ *  FL_FUZZ_ALLOC_FAIL (only fuzz build trees: tests/fuzz/CMakeLists.txt) send malloc, calloc,
+ *  realloc, strdup and strndup through fl__fuzz_*, which fail as the current plan says.
+ *  Other code (the fuzz harnesses, third-party libraries, normal builds) is unaffected.
+ *  A plan comes from a seed, normally a hash of the fuzz input, so a crash reproduces from
+ *  its input: a quarter of the seeds fail allocation number N (1..48, counted from the
+ *  plan) and then none, 1 in 16 or all of the later ones; the other seeds fail nothing.
+ *  Seed 0: no failures. Allocations are counted across threads (one counter). */
+void fl_fuzz_alloc_plan(uint64_t seed);
+/** Allocations failed since the last fl_fuzz_alloc_plan. */
+uint64_t fl_fuzz_alloc_failed(void);
+/** The wrappers: NULL when the plan fails this allocation, else the libc function's result. */
+void *fl__fuzz_malloc(size_t n);
+void *fl__fuzz_calloc(size_t n, size_t size);
+void *fl__fuzz_realloc(void *p, size_t n);
+char *fl__fuzz_strdup(const char *s);
+char *fl__fuzz_strndup(const char *s, size_t n);
+
+#ifdef FL_FUZZ_ALLOC_FAIL
+#define malloc(n) fl__fuzz_malloc(n)
+#define calloc(n, size) fl__fuzz_calloc(n, size)
+#define realloc(p, n) fl__fuzz_realloc(p, n)
+#define strdup(s) fl__fuzz_strdup(s)
+#define strndup(s, n) fl__fuzz_strndup(s, n)
 #endif
 
 /* ---------------------------------------------------------------- errors */

@@ -140,6 +140,47 @@ int fl_sanitize_batch(const fl_sanitize_opts_t *opts, fl_span_batch_t *batch,
 /** Length of s cut to at most max bytes without splitting a UTF-8 sequence. */
 size_t fl_utf8_truncate(const char *s, size_t len, size_t max);
 
+/* ---------------------------------------------------------------- spans per trace */
+
+/** Table size of fl_trace_limit_new(…, 0): 65536 entries of 24 bytes (1.5 MiB). */
+#define FL_TRACE_LIMIT_DEFAULT_SLOTS 65536
+
+/** Spans per trace across requests. A fixed-size table remembers recent trace ids with the
+ *  number of spans accepted for each: n_slots entries of 24 bytes in sets of 8 (a trace id
+ *  hashes to one set), allocated once, so memory stays bounded whatever the traffic. A trace
+ *  not in its set replaces the entry touched least recently there; the evicted trace's count
+ *  is forgotten, so a trace that comes back after that many newer traces may get max_spans
+ *  more. Safe to use from several threads (striped mutexes). */
+typedef struct fl_trace_limit fl_trace_limit_t;
+
+/** What one fl_trace_limit_apply counted, per trace of the request (to give it back when
+ *  the request is refused after all), and what it dropped. */
+typedef struct fl_trace_limit_charge {
+    struct fl__trace_count *items; /**< private */
+    size_t n_items;
+    size_t dropped;         /**< spans removed from the batch */
+    uint8_t first_over[16]; /**< the first trace that passed the limit (when dropped > 0) */
+} fl_trace_limit_charge_t;
+
+/** A table for max_spans spans per trace with n_slots entries (rounded up to a power of two,
+ *  at least 8; 0: FL_TRACE_LIMIT_DEFAULT_SLOTS). NULL when max_spans is 0 or on OOM. */
+fl_trace_limit_t *fl_trace_limit_new(size_t max_spans, size_t n_slots);
+/** Accepts NULL. */
+void fl_trace_limit_free(fl_trace_limit_t *t);
+/** Bytes the table holds (fixed at creation). */
+size_t fl_trace_limit_memory(const fl_trace_limit_t *t);
+/** Count batch's spans per trace and remove those past the limit from batch->spans: of each
+ *  trace the first ones in the request are kept, and the kept spans keep their order. Fills
+ *  charge (dispose it with fl_trace_limit_release or fl_trace_limit_charge_dispose). t NULL:
+ *  no limit. FL_OK, or FL_ERR_NOMEM with nothing counted or removed. */
+int fl_trace_limit_apply(fl_trace_limit_t *t, fl_span_batch_t *batch,
+                         fl_trace_limit_charge_t *charge);
+/** Give back the counts of charge (its spans were not stored: a retry must not count them
+ *  twice), then dispose it. Accepts t NULL. */
+void fl_trace_limit_release(fl_trace_limit_t *t, fl_trace_limit_charge_t *charge);
+/** Free charge's memory, keeping the counts. */
+void fl_trace_limit_charge_dispose(fl_trace_limit_charge_t *charge);
+
 /* ---------------------------------------------------------------- endpoints */
 
 typedef void (*fl_sink_done_cb)(void *ctx, int status, size_t stored, size_t duplicates);
@@ -182,6 +223,12 @@ typedef struct fl_receiver_opts {
     fl_sanitize_opts_t sanitize;
     /** Spans per export request; past it 413 / RESOURCE_EXHAUSTED. 0: no limit. */
     size_t max_spans;
+    /** Spans per trace across requests (fl_trace_limit_t with the default table size):
+     *  spans past it are dropped before the sink, counted in spans_over_trace_limit and
+     *  answered as partial success (rejected_spans, error_message naming the trace and the
+     *  limit). A request refused after the count (503, store failure) gives it back.
+     *  0: no limit. */
+    size_t max_spans_per_trace;
 } fl_receiver_opts_t;
 
 typedef struct fl_receiver fl_receiver_t;
@@ -246,6 +293,7 @@ typedef struct fl_receiver_stats {
     uint64_t attributes_masked;        /**< values masked (fl_sanitize_batch) */
     uint64_t attributes_dropped;       /**< attributes dropped past max_attributes */
     uint64_t values_truncated;         /**< values cut to max_value_length */
+    uint64_t spans_over_trace_limit;   /**< spans dropped past max_spans_per_trace */
 } fl_receiver_stats_t;
 
 void fl_receiver_stats(fl_receiver_t *r, fl_receiver_stats_t *out);
