@@ -303,7 +303,8 @@ static int acc_cmp(const void *x, const void *y)
 
 void fl__accmap_sort(fl__accmap_t *m)
 {
-    qsort(m->accs, m->n, sizeof(*m->accs), acc_cmp);
+    if (m->n)
+        qsort(m->accs, m->n, sizeof(*m->accs), acc_cmp);
     for (uint32_t i = 0; i < m->n; i++)
         m->pos[m->accs[i].series] = i + 1;
 }

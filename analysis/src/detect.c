@@ -754,7 +754,8 @@ static int acc_series_cmp(const void *x, const void *y)
  * ended means the whole system did not report: nothing is judged. */
 int fl__process_sealed(fl_analysis_t *a, fl__sealed_t *s, fl__runctx_t *ctx)
 {
-    qsort(s->accs, s->n, sizeof(*s->accs), acc_series_cmp);
+    if (s->n) /* a bucket may hold spans but no series (only non-entry spans ended in it) */
+        qsort(s->accs, s->n, sizeof(*s->accs), acc_series_cmp);
     uint32_t nser = fl__sertab_count(&a->ser);
     if (fl__state_reserve(a, nser))
         return FL_ERR_NOMEM;

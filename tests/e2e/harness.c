@@ -174,6 +174,29 @@ int fl_test_server_stop(fl_test_server_t *s)
     return -1;
 }
 
+int fl_test_server_exited(fl_test_server_t *s, char *why, size_t whylen)
+{
+    int st;
+    if (s->pid <= 0 || waitpid(s->pid, &st, WNOHANG) != s->pid)
+        return 0;
+    s->pid = 0;
+    size_t len = 0;
+    char *log = fl_test_read_file(s->log_path, &len);
+    /* The first line that names a sanitizer finding, else the last 600 bytes. */
+    const char *tail = log ? strstr(log, "runtime error") : NULL;
+    if (!tail && log)
+        tail = strstr(log, "ERROR: AddressSanitizer");
+    if (!tail && log)
+        tail = log + (len > 600 ? len - 600 : 0);
+    while (tail && tail > log && tail[-1] != '\n') /* from the start of its line */
+        tail--;
+    snprintf(why, whylen, "faultline exited (%s %d); its log (%s): %.600s",
+             WIFEXITED(st) ? "status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+             s->log_path, tail ? tail : "");
+    free(log);
+    return 1;
+}
+
 void fl_test_server_kill(fl_test_server_t *s)
 {
     if (s->pid > 0) {
@@ -399,4 +422,67 @@ int fl_test_run_synthetic(int http_port, const char *topology, uint64_t start, c
     }
     args[n] = NULL;
     return fl_test_run_tool("faultline-load", args);
+}
+
+/* A value for a difference message, cut to fit. */
+static void json_brief(const json_t *v, char *out, size_t n)
+{
+    char *t = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    snprintf(out, n, "%s", t ? t : "(absent)");
+    if (t && strlen(t) >= n && n > 4)
+        memcpy(out + n - 4, "...", 4);
+    free(t);
+}
+
+/* path holds the location of want/got (len bytes used of cap). */
+static int json_diff_at(const json_t *want, const json_t *got, char *path, size_t len, size_t cap,
+                        char *why, size_t whylen)
+{
+    char w[200], g[200];
+    int rc = 0;
+    if (json_is_object(want) && json_is_object(got)) {
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)want, key, v)
+        {
+            snprintf(path + len, cap - len, "%s%s", len ? "." : "", key);
+            if ((rc = json_diff_at(v, json_object_get(got, key), path, strlen(path), cap, why,
+                                   whylen)) != 0)
+                return rc;
+        }
+        json_object_foreach((json_t *)got, key, v)
+        {
+            if (!json_object_get(want, key)) {
+                snprintf(path + len, cap - len, "%s%s", len ? "." : "", key);
+                json_brief(v, g, sizeof(g));
+                snprintf(why, whylen, "%s: not expected, got %s", path, g);
+                return -1;
+            }
+        }
+        path[len] = 0;
+        return 0;
+    }
+    if (json_is_array(want) && json_is_array(got) &&
+        json_array_size(want) == json_array_size(got)) {
+        for (size_t i = 0; i < json_array_size(want); i++) {
+            snprintf(path + len, cap - len, "[%zu]", i);
+            if ((rc = json_diff_at(json_array_get(want, i), json_array_get(got, i), path,
+                                   strlen(path), cap, why, whylen)) != 0)
+                return rc;
+        }
+        path[len] = 0;
+        return 0;
+    }
+    if (got && json_equal((json_t *)want, (json_t *)got))
+        return 0;
+    json_brief(want, w, sizeof(w));
+    json_brief(got, g, sizeof(g));
+    snprintf(why, whylen, "%s: want %s, got %s", len ? path : "(top)", w, g);
+    return -1;
+}
+
+int fl_test_json_diff(const json_t *want, const json_t *got, char *why, size_t whylen)
+{
+    char path[512] = "";
+    return json_diff_at(want, got, path, 0, sizeof(path), why, whylen);
 }

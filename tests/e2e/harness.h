@@ -26,6 +26,9 @@ int fl_test_server_start(fl_test_server_t *s, const char *const *extra_args);
 int fl_test_server_stop(fl_test_server_t *s);
 /** SIGKILL and reap. */
 void fl_test_server_kill(fl_test_server_t *s);
+/** 1 when the server has exited on its own (it is reaped, s->pid becomes 0): why gets its
+ *  exit status and the end of its log (a sanitizer report, a crash message); else 0. */
+int fl_test_server_exited(fl_test_server_t *s, char *why, size_t whylen);
 /** Kill pid (SIGKILL) when the test process exits, if it still runs then. */
 void fl_test_track_pid(pid_t pid);
 /** Remove the temp dir. */
@@ -57,6 +60,10 @@ uint64_t fl_test_synthetic_start(uint64_t duration_ns);
  *  NULL) and an optional --truth output path. Returns the tool's exit code. */
 int fl_test_run_synthetic(int http_port, const char *topology, uint64_t start, const char *duration,
                           const char *seed, const char *const *faults, const char *truth);
+/** Compare two JSON values exactly: objects as key sets (order ignored), arrays in order,
+ *  numbers by type and value (1 is not 1.0). 0 when equal; else -1 and the first difference
+ *  with its path in why ("attributes.k[2]: want 1, got 2.0", "links[0].flags: missing"). */
+int fl_test_json_diff(const json_t *want, const json_t *got, char *why, size_t whylen);
 /** Read a whole file (NUL-terminated); NULL on failure. */
 char *fl_test_read_file(const char *path, size_t *len);
 

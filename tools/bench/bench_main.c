@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* faultline-bench: drives an OTLP receiver with pre-encoded requests (HTTP/1.1 keep-alive or
- * gRPC, protobuf or JSON, max or fixed rate), measures read latencies, and measures the two
- * ceilings (row-per-span SQLite inserts, protobuf-c decode). Prints key=value lines. */
+ * gRPC, protobuf or JSON, max or fixed rate), measures read latencies, prefills a database
+ * through the store API, and measures the two ceilings (row-per-span SQLite inserts,
+ * protobuf-c decode). Prints key=value lines. */
 #include "bench_gen.h"
 
 #include <faultline/common.h>
 #include <faultline/net.h>
+#include <faultline/receiver.h>
+#include <faultline/store.h>
 
 #include <opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h>
 
@@ -35,8 +38,10 @@ typedef struct opts {
     double duration, warmup, rate; /* rate: spans/s offered in total; 0: max */
     int pid;
     size_t pool;
-    const char *ids_out, *ids_in, *dir;
+    const char *ids_out, *ids_in, *dir, *db;
     int timeout_ms;
+    uint64_t stored;   /* prefill: fill the database up to this many spans */
+    double event_rate; /* prefill: spans per second of event time */
 } opts_t;
 
 static opts_t O = {.host = "127.0.0.1",
@@ -46,7 +51,8 @@ static opts_t O = {.host = "127.0.0.1",
                    .duration = 10,
                    .warmup = 1,
                    .pool = 32,
-                   .timeout_ms = 30000};
+                   .timeout_ms = 30000,
+                   .event_rate = 200000};
 
 static double now_s(void)
 {
@@ -293,6 +299,16 @@ out:
     return NULL;
 }
 
+/* Trace ids as lines of 32 hex digits (the reads mode's --ids format). */
+static void write_ids(FILE *f, const uint8_t (*ids)[16], size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        for (int b = 0; b < 16; b++)
+            fprintf(f, "%02x", ids[j][b]);
+        fputc('\n', f);
+    }
+}
+
 static int run_ingest(void)
 {
     int json = strcmp(O.transport, "json") == 0;
@@ -379,11 +395,7 @@ static int run_ingest(void)
     if (O.ids_out) {
         FILE *f = fopen(O.ids_out, "w");
         for (int i = 0; f && i < O.conns; i++)
-            for (size_t j = 0; j < ws[i].n_ids; j++) {
-                for (int b = 0; b < 16; b++)
-                    fprintf(f, "%02x", ws[i].ids[j][b]);
-                fputc('\n', f);
-            }
+            write_ids(f, ws[i].ids, ws[i].n_ids);
         if (f)
             fclose(f);
     }
@@ -494,6 +506,143 @@ static int run_reads(void)
     fl_http_client_free(c);
     free(ids.hex);
     return 0;
+}
+
+/* ---------------------------------------------------------------- prefill */
+
+/* Fill a database (server stopped) up to O.stored spans through the store API: the pool's
+ * requests are decoded once with the receiver's decoder; every submitted batch is a shallow
+ * copy of one (strings, attributes, resources and scopes stay in the decoded pool, which
+ * outlives the store) with a new generation stamped into its trace ids, exactly as the
+ * ingest mode stamps its requests, and its times moved so that the event time advances
+ * O.event_rate spans per second up to the prefill's start. */
+typedef struct prefill {
+    pthread_mutex_t mu;
+    uint64_t stored, dups, failed;
+} prefill_t;
+
+static void prefill_done(void *ctx, int status, size_t stored, size_t dups)
+{
+    prefill_t *p = ctx;
+    pthread_mutex_lock(&p->mu);
+    p->stored += stored;
+    p->dups += dups;
+    p->failed += status != FL_OK;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static fl_span_batch_t *prefill_batch(const fl_span_batch_t *tpl, uint32_t gen, uint64_t shift)
+{
+    fl_span_batch_t *b = fl_span_batch_new(tpl->n_spans * sizeof(fl_span_t) + 1024);
+    if (!b)
+        return NULL;
+    b->spans = fl_arena_alloc(b->arena, tpl->n_spans * sizeof(fl_span_t));
+    if (!b->spans) {
+        fl_span_batch_free(b);
+        return NULL;
+    }
+    memcpy(b->spans, tpl->spans, tpl->n_spans * sizeof(fl_span_t));
+    b->n_spans = tpl->n_spans;
+    b->received_ns = fl_time_now_ns();
+    for (size_t i = 0; i < b->n_spans; i++) {
+        fl_span_t *sp = &b->spans[i];
+        sp->trace_id[12] = (uint8_t)(gen >> 24);
+        sp->trace_id[13] = (uint8_t)(gen >> 16);
+        sp->trace_id[14] = (uint8_t)(gen >> 8);
+        sp->trace_id[15] = (uint8_t)gen;
+        sp->start_ns -= shift;
+        sp->end_ns -= shift;
+    }
+    return b;
+}
+
+static int run_prefill(void)
+{
+    fl_store_opts_t so = {0};
+    fl_store_t *st = NULL;
+    fl_store_stats_t ss;
+    fl_bench_pool_t pool = {0};
+    fl_span_batch_t **tpl = NULL;
+    uint8_t(*ids)[16] = NULL;
+    size_t n_ids = 0;
+    prefill_t pf = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    char err[512] = "";
+    int rc = 1;
+
+    /* The server's store settings (server/src/main.c), so the layout is what it writes. */
+    so.path = O.db;
+    so.dedup_window_spans = 1000000;
+    so.cache_mib = 32;
+    double t0 = now_s(), c0 = self_cpu_s();
+    if (fl_store_open(&so, &st, err, sizeof(err)) != FL_OK) {
+        fprintf(stderr, "bench: cannot open %s: %s\n", O.db, err);
+        return 1;
+    }
+    fl_store_stats(st, &ss);
+    uint64_t before = ss.spans_stored;
+    uint64_t n_req = O.stored > before ? (O.stored - before + O.spans - 1) / O.spans : 0;
+    if (fl_bench_pool_init(&pool, O.pool, O.spans, 0, 1009, 0) != 0 ||
+        !(tpl = calloc(pool.n, sizeof(*tpl))) || !(ids = calloc(MAX_IDS / 2, 16))) {
+        fprintf(stderr, "bench: prefill: out of memory\n");
+        goto out;
+    }
+    for (size_t i = 0; i < pool.n; i++) {
+        tpl[i] = fl_span_batch_new(1 << 20);
+        if (!tpl[i] || fl_otlp_decode_traces(pool.reqs[i].pb, pool.reqs[i].pb_len, FL_OTLP_PROTOBUF,
+                                             tpl[i], err, sizeof(err)) != FL_OK) {
+            fprintf(stderr, "bench: prefill: decoding the pool failed: %s\n", err);
+            goto out;
+        }
+    }
+    /* Generations continue from what earlier prefills of this database used. */
+    uint32_t gen0 = (uint32_t)(before / O.spans) + 1;
+    uint64_t per_req_ns = (uint64_t)((double)O.spans * 1e9 / O.event_rate);
+    uint64_t every = n_req / (MAX_IDS / 2) + 1;
+    for (uint64_t k = 0; k < n_req; k++) {
+        const fl_bench_req_t *r = &pool.reqs[k % pool.n];
+        uint32_t gen = gen0 + (uint32_t)k;
+        fl_span_batch_t *b = prefill_batch(tpl[k % pool.n], gen, (n_req - 1 - k) * per_req_ns);
+        if (!b) {
+            fprintf(stderr, "bench: prefill: out of memory\n");
+            goto out;
+        }
+        if (k % every == 0 && n_ids < MAX_IDS / 2)
+            fl_bench_trace_id(r, (size_t)(k / every) % r->n_traces, gen, ids[n_ids++]);
+        while (fl_store_would_block(st, b->n_spans)) /* as the receiver's admission does */
+            sleep_s(0.0002);
+        int src = fl_store_submit_take(st, b, prefill_done, &pf);
+        if (src != FL_OK) { /* one submitting thread: BUSY cannot happen after the check */
+            fprintf(stderr, "bench: prefill: submit: %s\n", fl_strerror(src));
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    fl_store_flush(st);
+    fl_store_stats(st, &ss);
+    fl_store_close(st);
+    double el = now_s() - t0;
+    if (pf.failed) /* the writer thread has been joined: no lock needed from here */
+        rc = 1;
+    printf("prefill_spans_before=%llu\nprefill_spans_added=%llu\nprefill_duplicates=%llu\n",
+           (unsigned long long)before, (unsigned long long)pf.stored, (unsigned long long)pf.dups);
+    printf("prefill_spans_stored=%llu\nprefill_failed_batches=%llu\n",
+           (unsigned long long)ss.spans_stored, (unsigned long long)pf.failed);
+    printf("prefill_s=%.1f\nprefill_spans_per_s=%.0f\nprefill_cpu_s=%.1f\n", el,
+           el > 0 ? (double)pf.stored / el : NAN, self_cpu_s() - c0);
+    if (O.ids_out && rc == 0) {
+        FILE *f = fopen(O.ids_out, "w");
+        if (f) {
+            write_ids(f, (const uint8_t(*)[16])ids, n_ids);
+            fclose(f);
+        }
+    }
+    for (size_t i = 0; tpl && i < pool.n; i++)
+        fl_span_batch_free(tpl[i]);
+    free(tpl);
+    free(ids);
+    fl_bench_pool_dispose(&pool);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- ceilings */
@@ -660,6 +809,8 @@ static void usage(void)
             "           [--duration S] [--warmup S] [--rate SPANS_PER_S] [--pid SERVER_PID]\n"
             "           [--pool N] [--ids-out FILE]\n"
             "  reads    --port P [--ids FILE] [--duration S]\n"
+            "  prefill  --db PATH --stored N [--ids-out FILE] [--event-rate SPANS_PER_S]\n"
+            "           [--spans N] [--pool N]   fill a stopped server's database to N spans\n"
             "  sqlite   [--dir DIR] [--duration S] [--spans N]   row-per-span ceiling\n"
             "  decode   [--duration S] [--spans N]               protobuf-c ceiling\n"
             "Results go to stdout as key=value lines.\n");
@@ -705,12 +856,19 @@ int main(int argc, char **argv)
             O.ids_in = v;
         else if (!strcmp(a, "--dir"))
             O.dir = v;
+        else if (!strcmp(a, "--db"))
+            O.db = v;
+        else if (!strcmp(a, "--stored"))
+            O.stored = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--event-rate"))
+            O.event_rate = atof(v);
         else {
             usage();
             return 2;
         }
     }
-    if (O.conns < 1 || O.spans < 1 || O.pool < 1 || O.duration <= 0) {
+    if (O.conns < 1 || O.spans < 1 || O.pool < 1 || O.duration <= 0 || O.event_rate <= 0 ||
+        (!strcmp(O.mode, "prefill") && !O.db)) {
         usage();
         return 2;
     }
@@ -718,6 +876,8 @@ int main(int argc, char **argv)
         return run_ingest();
     if (!strcmp(O.mode, "reads"))
         return run_reads();
+    if (!strcmp(O.mode, "prefill"))
+        return run_prefill();
     if (!strcmp(O.mode, "sqlite"))
         return run_sqlite();
     if (!strcmp(O.mode, "decode"))
