@@ -42,6 +42,7 @@ typedef struct opts {
     int timeout_ms;
     uint64_t stored;   /* prefill: fill the database up to this many spans */
     double event_rate; /* prefill: spans per second of event time */
+    int backoff;       /* 1: a refused request waits Retry-After and is sent again */
 } opts_t;
 
 static opts_t O = {.host = "127.0.0.1",
@@ -52,7 +53,8 @@ static opts_t O = {.host = "127.0.0.1",
                    .warmup = 1,
                    .pool = 32,
                    .timeout_ms = 30000,
-                   .event_rate = 200000};
+                   .event_rate = 200000,
+                   .backoff = 1};
 
 static double now_s(void)
 {
@@ -171,7 +173,8 @@ static void backoff(double secs)
         sleep_s(0.02);
 }
 
-/* Send one request until it is acknowledged (503/UNAVAILABLE: wait, retry). 1: ok. */
+/* Send one request until it is acknowledged (503/UNAVAILABLE: wait, retry; with --backoff 0
+ * give it up at once, as a client that ignores Retry-After would). 1: ok. */
 static int send_one(worker_t *w, fl_http_client_t *hc, fl_grpc_client_t *gc, const void *body,
                     size_t len, int json, int *first_503)
 {
@@ -196,7 +199,7 @@ static int send_one(worker_t *w, fl_http_client_t *hc, fl_grpc_client_t *gc, con
             if (st == FL_GRPC_UNAVAILABLE || st == 8 /* RESOURCE_EXHAUSTED */) {
                 w->n503++;
                 *first_503 = 1;
-                if (atomic_load(&g_stop))
+                if (atomic_load(&g_stop) || !O.backoff)
                     return 0;
                 backoff(wait);
                 continue;
@@ -224,7 +227,7 @@ static int send_one(worker_t *w, fl_http_client_t *hc, fl_grpc_client_t *gc, con
         if (status == 503) {
             w->n503++;
             *first_503 = 1;
-            if (atomic_load(&g_stop))
+            if (atomic_load(&g_stop) || !O.backoff)
                 return 0;
             backoff(wait);
             continue;
@@ -807,7 +810,7 @@ static void usage(void)
             "usage: faultline-bench MODE [options]\n"
             "  ingest   --port P [--transport http|grpc|json] [--spans N] [--conns N]\n"
             "           [--duration S] [--warmup S] [--rate SPANS_PER_S] [--pid SERVER_PID]\n"
-            "           [--pool N] [--ids-out FILE]\n"
+            "           [--pool N] [--ids-out FILE] [--backoff 0|1]\n"
             "  reads    --port P [--ids FILE] [--duration S]\n"
             "  prefill  --db PATH --stored N [--ids-out FILE] [--event-rate SPANS_PER_S]\n"
             "           [--spans N] [--pool N]   fill a stopped server's database to N spans\n"
@@ -846,6 +849,8 @@ int main(int argc, char **argv)
             O.warmup = atof(v);
         else if (!strcmp(a, "--rate"))
             O.rate = atof(v);
+        else if (!strcmp(a, "--backoff"))
+            O.backoff = atoi(v);
         else if (!strcmp(a, "--pid"))
             O.pid = atoi(v);
         else if (!strcmp(a, "--pool"))

@@ -121,7 +121,7 @@ ingest small "$HTTP" --transport http --spans 100 --conns 16 --duration "$D" --p
 RATE80=$(awk -v m="$MAX" 'BEGIN {printf "%.0f", m * 0.8}')
 ingest fixed "$HTTP" --transport http --conns 24 --duration "$D" --rate "$((RATE80 > 1000 ? RATE80 : 1000))"
 RATE3=$(awk -v m="$MAX" 'BEGIN {printf "%.0f", m * 3}')
-ingest overload "$HTTP" --transport http --conns 48 --duration "$DS" --rate "$((RATE3 > 3000 ? RATE3 : 3000))"
+ingest overload "$HTTP" --transport http --conns 48 --duration "$DS" --rate "$((RATE3 > 3000 ? RATE3 : 3000))" --backoff 0
 drain
 stored=$STORED
 stop_server
