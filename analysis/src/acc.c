@@ -304,7 +304,7 @@ static int acc_cmp(const void *x, const void *y)
 void fl__accmap_sort(fl__accmap_t *m)
 {
     if (m->n)
-        qsort(m->accs, m->n, sizeof(*m->accs), acc_cmp);
+        fl_sort(m->accs, m->n, sizeof(*m->accs), acc_cmp);
     for (uint32_t i = 0; i < m->n; i++)
         m->pos[m->accs[i].series] = i + 1;
 }

@@ -755,7 +755,7 @@ static int acc_series_cmp(const void *x, const void *y)
 int fl__process_sealed(fl_analysis_t *a, fl__sealed_t *s, fl__runctx_t *ctx)
 {
     if (s->n) /* a bucket may hold spans but no series (only non-entry spans ended in it) */
-        qsort(s->accs, s->n, sizeof(*s->accs), acc_series_cmp);
+        fl_sort(s->accs, s->n, sizeof(*s->accs), acc_series_cmp);
     uint32_t nser = fl__sertab_count(&a->ser);
     if (fl__state_reserve(a, nser))
         return FL_ERR_NOMEM;

@@ -384,12 +384,12 @@ int fl_analysis_metrics(fl_analysis_t *a, const fl_analysis_filter_t *f, fl_aren
             if (c->code_other)
                 e->statuses[c->n_codes] = (fl_status_count_t){-1, c->code_other};
             e->n_statuses = ns;
-            qsort(e->statuses, ns, sizeof(*e->statuses), status_cmp);
+            fl_sort(e->statuses, ns, sizeof(*e->statuses), status_cmp);
         }
     }
     out->n = n;
     if (n)
-        qsort(out->items, n, sizeof(*out->items), em_cmp);
+        fl_sort(out->items, n, sizeof(*out->items), em_cmp);
     fl__accmap_dispose(&m);
     pthread_rwlock_unlock(&a->state_lock);
     return rc;
@@ -479,7 +479,7 @@ int fl_analysis_baselines(fl_analysis_t *a, const fl_analysis_filter_t *f, fl_ar
     }
     out->n = n;
     if (n)
-        qsort(out->items, n, sizeof(*out->items), bl_cmp);
+        fl_sort(out->items, n, sizeof(*out->items), bl_cmp);
     pthread_rwlock_unlock(&a->state_lock);
     return rc;
 }
@@ -527,7 +527,7 @@ int fl_analysis_anomalies(fl_analysis_t *a, const fl_analysis_filter_t *f, fl_ar
     }
     out->n = n;
     if (n)
-        qsort(out->items, n, sizeof(*out->items), an_cmp);
+        fl_sort(out->items, n, sizeof(*out->items), an_cmp);
     pthread_rwlock_unlock(&a->state_lock);
     return rc;
 }

@@ -429,8 +429,8 @@ int fl_analysis_graph(fl_analysis_t *a, const fl_analysis_filter_t *f, fl_arena_
     pthread_mutex_lock(&sort_mu); /* qsort has no context argument in C11 */
     sort_a = a;
     sort_g = &g;
-    qsort(perm, nn, sizeof(uint32_t), node_cmp);
-    qsort(operm, no, sizeof(uint32_t), op_cmp);
+    fl_sort(perm, nn, sizeof(uint32_t), node_cmp);
+    fl_sort(operm, no, sizeof(uint32_t), op_cmp);
     pthread_mutex_unlock(&sort_mu);
     for (uint32_t i = 0; i < nn; i++)
         rank[perm[i]] = i;
@@ -477,7 +477,7 @@ int fl_analysis_graph(fl_analysis_t *a, const fl_analysis_filter_t *f, fl_arena_
         o->callee_name = out->nodes[o->callee].name;
     }
     out->n_edges = g.ne;
-    qsort(out->edges, out->n_edges, sizeof(*out->edges), edge_cmp);
+    fl_sort(out->edges, out->n_edges, sizeof(*out->edges), edge_cmp);
     for (uint32_t i = 0; i < g.noe; i++) {
         fl_graph_edge_t *o = &out->op_edges[i];
         fill_edge(a, &g.oedges[i], o);
@@ -493,7 +493,7 @@ int fl_analysis_graph(fl_analysis_t *a, const fl_analysis_filter_t *f, fl_arena_
         }
     }
     out->n_op_edges = g.noe;
-    qsort(out->op_edges, out->n_op_edges, sizeof(*out->op_edges), edge_cmp);
+    fl_sort(out->op_edges, out->n_op_edges, sizeof(*out->op_edges), edge_cmp);
 
     /* Criticality and cycles on the service graph. */
     mark = calloc(nn + 1, sizeof(uint32_t));

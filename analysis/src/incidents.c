@@ -645,7 +645,7 @@ int fl_incidents_list(fl_incidents_t *s, const fl_incident_filter_t *f, fl_arena
             goto out;
         m++;
     }
-    qsort(r, m, sizeof(*r), cmp_newest);
+    fl_sort(r, m, sizeof(*r), cmp_newest);
     *out = r;
     *n = m;
 out:

@@ -293,7 +293,7 @@ static uint64_t busy_time(fl_analysis_t *a, const fl__wrec_t *r, uint64_t start,
     if (!n)
         return 0;
     if (n > 1)
-        qsort(a->scr, n, 2 * sizeof(uint64_t), u64pair_cmp);
+        fl_sort(a->scr, n, 2 * sizeof(uint64_t), u64pair_cmp);
     uint64_t busy = 0, cs = a->scr[0], ce = a->scr[1];
     for (uint32_t i = 1; i < n; i++) {
         if (a->scr[2 * i] > ce) {

@@ -49,7 +49,7 @@ int fl_analysis_trace_self_time(const fl_span_t *spans, size_t n, uint64_t *self
         uint64_t st = spans[i].start_ns, en = spans[i].end_ns;
         self_ns[i] = en > st ? en - st : 0;
     }
-    qsort(ids, n, sizeof(*ids), ent_cmp);
+    fl_sort(ids, n, sizeof(*ids), ent_cmp);
     /* Each child's interval, clipped to its parent, keyed by the parent's index. */
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
@@ -77,7 +77,7 @@ int fl_analysis_trace_self_time(const fl_span_t *spans, size_t n, uint64_t *self
         if (e > s)
             iv[m++] = (iv_t){ids[lo].idx, s, e};
     }
-    qsort(iv, m, sizeof(*iv), iv_cmp);
+    fl_sort(iv, m, sizeof(*iv), iv_cmp);
     for (size_t i = 0; i < m;) {
         uint32_t p = iv[i].parent;
         uint64_t busy = 0, cs = iv[i].s, ce = iv[i].e;

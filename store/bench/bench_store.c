@@ -229,8 +229,8 @@ static int cmp_u64(const void *a, const void *b)
  * machine the wall tail is mostly waiting for a core, the CPU tail is the operation's own. */
 static void pct(const char *what, uint64_t *v, uint64_t *cpu, size_t n)
 {
-    qsort(v, n, sizeof(*v), cmp_u64);
-    qsort(cpu, n, sizeof(*cpu), cmp_u64);
+    fl_sort(v, n, sizeof(*v), cmp_u64);
+    fl_sort(cpu, n, sizeof(*cpu), cmp_u64);
     printf("%-31s p50 %7.3f ms  p99 %7.3f ms  max %7.3f ms | cpu p50 %6.3f p99 %6.3f ms "
            "(n=%zu)\n",
            what, v[n / 2] / 1e6, v[(n * 99) / 100] / 1e6, v[n - 1] / 1e6, cpu[n / 2] / 1e6,

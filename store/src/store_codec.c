@@ -1069,7 +1069,7 @@ static int cmp_u32(const void *a, const void *b)
 static void sort_u32(uint32_t *v, size_t n)
 {
     if (n > 32) {
-        qsort(v, n, sizeof(uint32_t), cmp_u32);
+        fl_sort(v, n, sizeof(uint32_t), cmp_u32);
         return;
     }
     for (size_t i = 1; i < n; i++) {

@@ -151,7 +151,7 @@ int fl__tix_probe(fl__tix_t *t, const uint8_t trace[16], uint64_t epoch, int64_t
         cnt = 0;
     }
     if (cnt > 1) { /* merged blocks sit out of order; keep reads in block (= age) order */
-        qsort(out, cnt, sizeof(*out), cmp_i64);
+        fl_sort(out, cnt, sizeof(*out), cmp_i64);
         size_t m = 1;
         for (size_t i = 1; i < cnt; i++)
             if (out[i] != out[m - 1])
@@ -220,7 +220,7 @@ int fl__tix_probe_many(fl__tix_t *t, const uint8_t (*traces)[16], size_t n_trace
         return rc;
     }
     if (cnt > 1) {
-        qsort(out, cnt, sizeof(*out), cmp_hit);
+        fl_sort(out, cnt, sizeof(*out), cmp_hit);
         size_t m = 1;
         for (size_t i = 1; i < cnt; i++)
             if (out[i].block_id != out[m - 1].block_id || out[i].trace != out[m - 1].trace)

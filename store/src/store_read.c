@@ -516,12 +516,12 @@ int fl_store_get_trace(fl_store_t *s, const uint8_t trace_id[16], fl_arena_t *ar
     }
     for (size_t i = 0; i < sv.n; i++)
         order[i] = &sv.v[i];
-    qsort(order, sv.n, sizeof(*order), cmp_span_id_then_index);
+    fl_sort(order, sv.n, sizeof(*order), cmp_span_id_then_index);
     size_t m = 0;
     for (size_t i = 0; i < sv.n; i++)
         if (m == 0 || memcmp(order[m - 1]->span_id, order[i]->span_id, 8) != 0)
             order[m++] = order[i];
-    qsort(order, m, sizeof(*order), cmp_span_start);
+    fl_sort(order, m, sizeof(*order), cmp_span_start);
     fl_span_t *res = fl_arena_alloc(arena, m * sizeof(fl_span_t));
     if (!res) {
         rc = FL_ERR_NOMEM;
@@ -658,7 +658,7 @@ static int cand_trim(cand_set_t *c, size_t keep)
 {
     if (c->n == 0)
         return FL_OK;
-    qsort(c->v, c->n, sizeof(cand_t), cmp_cand_newest);
+    fl_sort(c->v, c->n, sizeof(cand_t), cmp_cand_newest);
     if (c->n > keep)
         c->n = keep;
     return cand_rehash(c, c->nslots);
@@ -730,7 +730,7 @@ static int sum_finish(fl__reader_t *r, sum_vec_t *sv, fl_arena_t *a, fl_trace_su
     int rc = FL_OK;
     if (n == 0)
         return FL_OK;
-    qsort(v, n, sizeof(*v), cmp_sum_span);
+    fl_sort(v, n, sizeof(*v), cmp_sum_span);
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (m == 0 || memcmp(v[m - 1].span_id, v[i].span_id, 8) != 0)
@@ -783,7 +783,7 @@ static int sum_finish(fl__reader_t *r, sum_vec_t *sv, fl_arena_t *a, fl_trace_su
     }
     if (rc == FL_OK) {
         out->n_services = ns;
-        qsort(out->services, ns, sizeof(char *), cmp_cstr);
+        fl_sort(out->services, ns, sizeof(char *), cmp_cstr);
     }
     free(svcs);
     return rc;
@@ -955,7 +955,7 @@ int fl_store_search_traces(fl_store_t *s, const fl_trace_query_t *query, fl_aren
             res[m++] = res[i];
     if (rc == FL_OK) {
         if (m > 1)
-            qsort(res, m, sizeof(*res), cmp_summary_newest);
+            fl_sort(res, m, sizeof(*res), cmp_summary_newest);
         *out = m ? res : NULL;
         *n_out = m;
     }

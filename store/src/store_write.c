@@ -598,7 +598,7 @@ static void sort_entries(fl__writer_t *w, size_t n)
         for (size_t i = 0; i < n; i++)
             w->order[i] = (uint32_t)i;
         cmp_base = w->ents; /* writer thread only */
-        qsort(w->order, n, sizeof(uint32_t), cmp_order);
+        fl_sort(w->order, n, sizeof(uint32_t), cmp_order);
         return;
     }
     skey_t *a = w->skeys, *t = w->skeys_tmp;
@@ -634,7 +634,7 @@ static void sort_entries(fl__writer_t *w, size_t n)
             j++;
         if (j - i > 16) {
             cmp_base = w->ents;
-            qsort(w->order + i, j - i, sizeof(uint32_t), cmp_order);
+            fl_sort(w->order + i, j - i, sizeof(uint32_t), cmp_order);
         } else {
             for (size_t x = i + 1; x < j; x++) { /* spans of one trace: a handful */
                 uint32_t v = w->order[x];
@@ -1124,7 +1124,7 @@ static void compact_tail(fl_store_t *s)
     }
     if (rc != FL_OK)
         goto rollback;
-    qsort(rows, n, sizeof(*rows), cmp_row_key);
+    fl_sort(rows, n, sizeof(*rows), cmp_row_key);
     for (size_t i = 0; i < n; i++) {
         if (m > 0 && rows[m - 1].t_hi == rows[i].t_hi && rows[m - 1].t_lo == rows[i].t_lo &&
             rows[m - 1].s_id == rows[i].s_id)

@@ -375,7 +375,7 @@ static int run_ingest(void)
         for (size_t j = 0; j < ws[i].n_lat && lat; j++)
             lat[k++] = ws[i].lat[j];
     if (lat)
-        qsort(lat, k, sizeof(*lat), cmp_d);
+        fl_sort(lat, k, sizeof(*lat), cmp_d);
     double sps = (double)spans / O.duration;
     printf("transport=%s\nspans_per_req=%zu\nconns=%d\nduration_s=%.1f\n", O.transport, O.spans,
            O.conns, O.duration);
@@ -442,7 +442,7 @@ static int time_gets(fl_http_client_t *c, const char *key, double secs, path_fn 
         lat[n++] = (t1 - t0) * 1000.0;
     }
     if (lat)
-        qsort(lat, n, sizeof(*lat), cmp_d);
+        fl_sort(lat, n, sizeof(*lat), cmp_d);
     printf("%s_n=%zu\n%s_errors=%llu\n%s_p50_ms=%.2f\n%s_p99_ms=%.2f\n", key, n, key,
            (unsigned long long)errs, key, lat ? pct(lat, n, 0.5) : NAN, key,
            lat ? pct(lat, n, 0.99) : NAN);

@@ -77,7 +77,7 @@ static int infer_kinds(spans_t *v)
         ix[i] = &v->s[i];
         v->s[i].kind = FL_KIND_INTERNAL;
     }
-    qsort(ix, v->n, sizeof(*ix), cmp_id);
+    fl_sort(ix, v->n, sizeof(*ix), cmp_id);
     for (size_t i = 0; i < v->n; i++) {
         fl_span_t *s = &v->s[i];
         uint64_t pid;
@@ -192,7 +192,7 @@ static int feed(fl_analysis_t *a, const spans_t *v, int64_t delta, uint8_t salt,
         tmp[i].end_ns = (uint64_t)((int64_t)tmp[i].end_ns + delta);
         tmp[i].trace_id[15] ^= salt;
     }
-    qsort(tmp, v->n, sizeof(*tmp), cmp_end);
+    fl_sort(tmp, v->n, sizeof(*tmp), cmp_end);
     for (size_t i = 0; i < v->n; i += 512) {
         size_t m = v->n - i < 512 ? v->n - i : 512;
         if (fl_analysis_observe(a, tmp + i, m) != FL_OK)

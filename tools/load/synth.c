@@ -555,7 +555,7 @@ static int build_edges(fl_synth_topo_t *t)
             }
     }
     if (n)
-        qsort(pairs, n, sizeof(*pairs), cmp_edge);
+        fl_sort(pairs, n, sizeof(*pairs), cmp_edge);
     t->edge_caller = calloc(n ? n : 1, sizeof(char *));
     t->edge_callee = calloc(n ? n : 1, sizeof(char *));
     if (!t->edge_caller || !t->edge_callee)
@@ -1280,7 +1280,7 @@ size_t fl_synth_gen_advance(fl_synth_gen_t *g, uint64_t until_ns, const fl_synth
             at + 1 + (uint64_t)(-log(rng_unit(&best->rng)) / (o->rate * best->max_factor) * 1e9);
     }
     if (g->n_pending)
-        qsort(g->pending, g->n_pending, sizeof(*g->pending), cmp_span);
+        fl_sort(g->pending, g->n_pending, sizeof(*g->pending), cmp_span);
     size_t n = 0;
     while (n < g->n_pending && g->pending[n].end_ns <= until_ns)
         n++;

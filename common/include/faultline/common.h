@@ -8,8 +8,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h> /* (before the allocation macros below replace the names) */
 #ifdef FL_FUZZ_ALLOC_FAIL
-#include <stdlib.h> /* declared before the macros below replace the names */
 #include <string.h>
 #endif
 
@@ -226,6 +226,17 @@ int fl_is_zero(const uint8_t *p, size_t n);
 
 /** 64-bit non-cryptographic hash (FNV-1a folded with a final mix). */
 uint64_t fl_hash64(const void *data, size_t len, uint64_t seed);
+
+/* ---------------------------------------------------------------- sorting */
+
+/** qsort that accepts an empty (even NULL) array: qsort's pointer must not be NULL, even for
+ *  n == 0, and an empty accumulator or result list often has none. */
+static inline void fl_sort(void *base, size_t n, size_t size,
+                           int (*cmp)(const void *, const void *))
+{
+    if (n > 1)
+        qsort(base, n, size, cmp);
+}
 
 /* ---------------------------------------------------------------- JSON writer */
 
