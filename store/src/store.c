@@ -171,11 +171,85 @@ static int apply_pragmas(sqlite3 *db, const fl_store_opts_t *o, int writer, char
              exec_sql(db, o->synchronous_full ? FL_SQL_PRAGMA_SYNC_FULL : FL_SQL_PRAGMA_SYNC_NORMAL,
                       err, errlen)) != FL_OK)
         return rc;
-    /* Checkpoint every ~16 MiB of WAL rather than 4 MiB: fewer, larger checkpoints. */
-    snprintf(sql, sizeof(sql), FL_SQL_PRAGMA_AUTOCKPT_FMT, 4096);
-    if ((rc = exec_sql(db, sql, err, errlen)) != FL_OK)
-        return rc;
+    /* (checkpoints: see wal_hook) */
     return exec_sql(db, FL_SQL_PRAGMA_JOURNAL_LIMIT, err, errlen);
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+/* WAL checkpoints run on a thread and connection of their own. Done by the committing
+ * connection (SQLite's autocheckpoint) they held the ingest writer for the copy and fsync of
+ * 16 MiB, 50-90 ms in which no export was acknowledged. A PASSIVE checkpoint runs beside the
+ * writer. Every writing connection's commit hook kicks the thread once the WAL holds
+ * CKPT_FRAMES pages; past CKPT_HARD_FRAMES (the thread cannot keep up, or fails) the
+ * committing connection checkpoints itself, so the WAL stays bounded either way. */
+#define CKPT_FRAMES 4096
+#define CKPT_HARD_FRAMES 65536
+
+static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
+{
+    fl_store_t *s = ud;
+    if (frames >= CKPT_HARD_FRAMES || !s->ckpt_started) {
+        if (frames >= CKPT_FRAMES)
+            sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    if (frames >= CKPT_FRAMES) {
+        pthread_mutex_lock(&s->ckmu);
+        s->ckpt_kick = 1;
+        pthread_cond_signal(&s->ckcv);
+        pthread_mutex_unlock(&s->ckmu);
+    }
+    return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+    fl_store_t *s = arg;
+    pthread_mutex_lock(&s->ckmu);
+    for (;;) {
+        while (!s->ckpt_kick && !s->ckpt_closing)
+            pthread_cond_wait(&s->ckcv, &s->ckmu);
+        if (s->ckpt_closing)
+            break;
+        s->ckpt_kick = 0;
+        pthread_mutex_unlock(&s->ckmu);
+        int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != s->ckpt_last_rc)
+            fl_log(FL_LOG_WARN, "store", "WAL checkpoint failed error=\"%s\"", sqlite3_errstr(rc));
+        s->ckpt_last_rc = rc;
+        pthread_mutex_lock(&s->ckmu);
+    }
+    pthread_mutex_unlock(&s->ckmu);
+    return NULL;
+}
+
+static int ckpt_start(fl_store_t *s, char *err, size_t errlen)
+{
+    int rc = fl__open_db(s, 1, &s->ckpt_db, err, errlen);
+    if (rc != FL_OK)
+        return rc;
+    if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) != 0) {
+        set_err(err, errlen, "cannot start the checkpoint thread");
+        return FL_ERR_NOMEM;
+    }
+    s->ckpt_started = 1;
+    return FL_OK;
+}
+
+/* After the writer and the auxiliary connection are closed. */
+static void ckpt_stop(fl_store_t *s)
+{
+    if (s->ckpt_started) {
+        pthread_mutex_lock(&s->ckmu);
+        s->ckpt_closing = 1;
+        pthread_cond_signal(&s->ckcv);
+        pthread_mutex_unlock(&s->ckmu);
+        pthread_join(s->ckpt_thread, NULL);
+        s->ckpt_started = 0;
+    }
+    sqlite3_close_v2(s->ckpt_db); /* the last connection: checkpoints and removes the WAL */
+    s->ckpt_db = NULL;
 }
 
 int fl__open_db(fl_store_t *s, int writer, sqlite3 **out, char *err, size_t errlen)
@@ -199,6 +273,8 @@ int fl__open_db(fl_store_t *s, int writer, sqlite3 **out, char *err, size_t errl
         sqlite3_close_v2(db);
         return rc;
     }
+    if (writer)
+        sqlite3_wal_hook(db, wal_hook, s); /* replaces SQLite's autocheckpoint */
     *out = db;
     return FL_OK;
 }
@@ -294,7 +370,8 @@ int fl_store_open(const fl_store_opts_t *opts, fl_store_t **out, char *err, size
 
     if (pthread_mutex_init(&s->mu, NULL) || pthread_cond_init(&s->cv_work, NULL) ||
         pthread_cond_init(&s->cv_done, NULL) || pthread_mutex_init(&s->rmu, NULL) ||
-        pthread_cond_init(&s->rcv, NULL) || pthread_mutex_init(&s->amu, NULL)) {
+        pthread_cond_init(&s->rcv, NULL) || pthread_mutex_init(&s->amu, NULL) ||
+        pthread_mutex_init(&s->ckmu, NULL) || pthread_cond_init(&s->ckcv, NULL)) {
         rc = FL_ERR_NOMEM;
         set_err(err, errlen, "cannot initialise locks");
         goto fail;
@@ -317,6 +394,8 @@ int fl_store_open(const fl_store_opts_t *opts, fl_store_t **out, char *err, size
     if ((rc = fl__writer_load(s, err, errlen)) != FL_OK)
         goto fail;
     if ((rc = fl__aux_open(s, err, errlen)) != FL_OK)
+        goto fail;
+    if ((rc = ckpt_start(s, err, errlen)) != FL_OK)
         goto fail;
 
     s->readers = calloc((size_t)s->opts.readers, sizeof(*s->readers));
@@ -351,9 +430,13 @@ fail:
         free(s->free_readers);
         fl__writer_free(s->w);
         fl__aux_close(s);
+        if (mu_init)
+            ckpt_stop(s);
         if (tix_init)
             fl__tix_dispose(&s->tix);
         if (mu_init) {
+            pthread_mutex_destroy(&s->ckmu);
+            pthread_cond_destroy(&s->ckcv);
             pthread_mutex_destroy(&s->mu);
             pthread_cond_destroy(&s->cv_work);
             pthread_cond_destroy(&s->cv_done);
@@ -383,7 +466,10 @@ void fl_store_close(fl_store_t *s)
     free(s->free_readers);
     fl__writer_free(s->w);
     fl__aux_close(s);
+    ckpt_stop(s);
     fl__tix_dispose(&s->tix);
+    pthread_mutex_destroy(&s->ckmu);
+    pthread_cond_destroy(&s->ckcv);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv_work);
     pthread_cond_destroy(&s->cv_done);

@@ -448,6 +448,13 @@ struct fl_store {
     pthread_mutex_t amu;
     struct fl__aux *aux;
 
+    /* WAL checkpoints on their own thread and connection (store.c) */
+    pthread_mutex_t ckmu;
+    pthread_cond_t ckcv;
+    int ckpt_kick, ckpt_closing, ckpt_started, ckpt_last_rc;
+    pthread_t ckpt_thread;
+    sqlite3 *ckpt_db;
+
     pthread_mutex_t rmu;
     pthread_cond_t rcv;
     fl__reader_t **readers;

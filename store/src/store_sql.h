@@ -12,7 +12,6 @@
 #define FL_SQL_PRAGMA_SYNC_FULL "PRAGMA synchronous=FULL"
 #define FL_SQL_PRAGMA_CACHE_FMT "PRAGMA cache_size=-%zu" /* KiB */
 #define FL_SQL_PRAGMA_TEMP_MEMORY "PRAGMA temp_store=MEMORY"
-#define FL_SQL_PRAGMA_AUTOCKPT_FMT "PRAGMA wal_autocheckpoint=%d"
 #define FL_SQL_PRAGMA_JOURNAL_LIMIT "PRAGMA journal_size_limit=67108864"
 #define FL_SQL_PRAGMA_MAX_PAGES_FMT "PRAGMA max_page_count=%llu"
 #define FL_SQL_PRAGMA_PAGE_SIZE "PRAGMA page_size"
