@@ -27,6 +27,8 @@ typedef struct unit {
     double win_sum, ref_sum; /* values in window (anomalous-period) and reference traces */
     uint32_t win_n, ref_n;
     uint32_t kmin, kn; /* fewest children a reference span of it had; spans seen */
+    uint32_t k0, w0;   /* reference / window spans of it without any child */
+    double cut_share;  /* of its childless window spans, the share beyond the usual */
 } unit_t;
 
 typedef struct cand {
@@ -92,6 +94,7 @@ typedef struct ctx {
     uint32_t n_gp;
     double win_root_ms;       /* summed root durations of window traces */
     uint8_t fan_pop[MAX_SVC]; /* ... because calls into most of their callees slowed */
+    uint8_t faulty[MAX_SVC];  /* an open anomaly other than a traffic change names it */
 } ctx_t;
 
 #define MAX_GV 512
@@ -425,7 +428,7 @@ static int analyse_trace(ctx_t *c, const fl_span_t *spans, size_t n, int ref, in
                          .callee = FL__NONE,
                          .self = self[i]};
     }
-    qsort(ix, n, sizeof(*ix), idx_cmp);
+    fl_sort(ix, n, sizeof(*ix), idx_cmp);
     for (size_t i = 0; i < n; i++) {
         idx_t key;
         memcpy(&key.id, spans[i].parent_span_id, 8);
@@ -543,13 +546,15 @@ static int analyse_trace(ctx_t *c, const fl_span_t *spans, size_t n, int ref, in
             }
             if (u->metric == M_GAP)
                 gap_pop(c, t, spans, (uint32_t)i, t[i].unit, v, ref);
-            if (ref && u->metric == M_SELF) {
+            if (u->metric == M_SELF) {
                 uint32_t nk = 0;
                 for (uint32_t ch = t[i].first_child; ch != FL__NONE; ch = t[ch].next_sib)
                     nk++;
-                if (nk < u->kmin)
+                if (ref && nk < u->kmin)
                     u->kmin = nk;
-                u->kn++;
+                u->kn += ref;
+                u->k0 += ref && !nk;
+                u->w0 += !ref && !nk;
             }
         }
         if (!ref)
@@ -642,18 +647,25 @@ static int analyse_trace(ctx_t *c, const fl_span_t *spans, size_t n, int ref, in
     }
     /* Truncated work: a span with fewer children than any reference span of its operation
      * stopped early (an error the trace has no status for); its last call returned the
-     * failure, or, with no calls left, it failed itself. */
+     * failure, or, with no calls left, it failed itself. An operation that sometimes makes
+     * no calls (a cached page) but now ends without any far more often than it used to
+     * (cut_share) stops early too: its childless spans count for the share beyond the
+     * usual. */
     uint32_t trunc = FL__NONE;
+    double trunc_w = 1.0;
     if (!ref && !n_orig) {
         for (size_t i = 0; i < n; i++) {
             const unit_t *u = &c->units[t[i].unit];
-            if (u->metric != M_SELF || u->kn < 10 || u->kmin == UINT32_MAX || u->kmin < 1)
+            if (u->metric != M_SELF || u->kn < 10 || u->kmin == UINT32_MAX)
                 continue;
             uint32_t nk = 0;
             for (uint32_t ch = t[i].first_child; ch != FL__NONE; ch = t[ch].next_sib)
                 nk++;
-            if (nk < u->kmin && (trunc == FL__NONE || t[i].depth > t[trunc].depth))
+            double w = nk < u->kmin ? 1.0 : !nk ? u->cut_share : 0;
+            if (w > 0 && (trunc == FL__NONE || t[i].depth > t[trunc].depth)) {
                 trunc = (uint32_t)i;
+                trunc_w = w;
+            }
         }
     }
     int anomalous = !ref && (n_orig > 0 || trunc != FL__NONE || lat_anom || is_example(c, tid));
@@ -718,10 +730,10 @@ static int analyse_trace(ctx_t *c, const fl_span_t *spans, size_t n, int ref, in
             if (last == FL__NONE || spans[ch].end_ns > spans[last].end_ns)
                 last = ch;
         cand_t *x = &c->cands[c->units[t[last != FL__NONE ? last : trunc].unit].cand];
-        x->w[K_ERR] += 1.0;
-        x->votes += 1.0;
+        x->w[K_ERR] += trunc_w;
+        x->votes += trunc_w;
         x->err_traces++;
-        x->err_votes += 1.0;
+        x->err_votes += trunc_w;
         add_example(x, tid);
     } else if (lat_anom) {
         unit_t *u = &c->units[culprit];
@@ -796,7 +808,7 @@ static int gather(ctx_t *c, tref_t **refs, size_t *nrefs)
         }
         for (size_t i = 0; i < ns; i++)
             p[i] = &sp[i];
-        qsort(p, ns, sizeof(*p), span_ptr_cmp);
+        fl_sort(p, ns, sizeof(*p), span_ptr_cmp);
         size_t lim = nr + maxt;
         for (size_t i = 0; i < ns && nr < lim;) {
             size_t j = i + 1;
@@ -862,6 +874,20 @@ static int dbl_cmp(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
+/* Of u's childless window spans, the share beyond the usual, when u normally makes calls
+ * (most reference spans have children) and its window spans end without any far more often
+ * than the reference's (twice the share plus 10 points, binomial p < 10^-3); else 0. */
+static double cut_share(const unit_t *u)
+{
+    if (u->metric != M_SELF || u->kn < 10 || u->win_n < 10 || !u->w0)
+        return 0;
+    double p0 = (double)u->k0 / u->kn, w = (double)u->w0 / u->win_n;
+    double p = p0 > 1.0 / u->kn ? p0 : 1.0 / u->kn;
+    if (p0 >= 0.5 || w < 2 * p0 + 0.1 || fl__binom_sf(u->w0, u->win_n, p) >= 1e-3)
+        return 0;
+    return 1.0 - p0 / w;
+}
+
 /* Units without a learned baseline get the median of their sampled values. */
 static int sampled_baselines(ctx_t *c, tref_t *refs, size_t nr)
 {
@@ -885,6 +911,7 @@ static int sampled_baselines(ctx_t *c, tref_t *refs, size_t nr)
     }
     for (uint32_t u = 0; u < c->n_units; u++) {
         unit_t *uu = &c->units[u];
+        uu->cut_share = cut_share(uu);
         if (uu->has_base)
             continue;
         if (uu->ref_n >= 3) {
@@ -898,7 +925,7 @@ static int sampled_baselines(ctx_t *c, tref_t *refs, size_t nr)
                 tmp[m++] = vals[k];
         if (m < 3)
             continue;
-        qsort(tmp, m, sizeof(*tmp), dbl_cmp);
+        fl_sort(tmp, m, sizeof(*tmp), dbl_cmp);
         c->units[u].base_ms = tmp[m / 2];
         c->units[u].has_base = 1;
     }
@@ -961,6 +988,8 @@ static int add_anomalies(ctx_t *c)
         for (size_t j = 0; j < a->n_trace_ids; j++)
             if (x->n_ex < FL_ANOMALY_MAX_TRACES && a->kind != FL_ANOMALY_LATENCY)
                 add_example(x, a->trace_ids[j]);
+        if (a->kind != FL_ANOMALY_TRAFFIC && x->svc_id < MAX_SVC)
+            c->faulty[x->svc_id] = 1;
         if (a->caller_service) {
             const char *cs = fl_arena_strdup(c->scr, a->caller_service);
             if (!cs)
@@ -980,8 +1009,18 @@ static int score_cmp(const void *x, const void *y)
     return r ? r : strcmp(a->op, b->op);
 }
 
-/* 1 when anomaly a is explained by a cause at service s: it is there, or upstream of it.
- * A traffic drop is also explained by a cause below one of its callers: a caller whose
+/* 1 when service s has an open anomaly that is not a traffic change: a fault of its own
+ * that can show upstream. A traffic change only propagates down (fewer calls in mean fewer
+ * calls out), so it explains nothing in the services that call it. */
+static int faulty(const ctx_t *c, uint32_t s)
+{
+    return s < MAX_SVC && c->faulty[s];
+}
+
+/* 1 when anomaly a is explained by a cause at service s: it is there, or upstream of a
+ * faulty s (a service with no anomaly of its own explains nothing above it: slower but
+ * healthy, it is not where the callers' errors come from). A traffic drop is also
+ * explained by its caller s, and by a fault below one of its callers: a caller whose
  * other call failed stops before calling it (checkout gives up on payment when inventory
  * errs), so the drop is a consequence, not a second fault. */
 static int explains(const ctx_t *c, uint32_t s, const fl_anomaly_t *a)
@@ -992,11 +1031,11 @@ static int explains(const ctx_t *c, uint32_t s, const fl_anomaly_t *a)
             as = i;
     if (as == FL__NONE)
         return 0;
-    if (as == s || calls(c, as, s))
+    if (as == s || (calls(c, as, s) && faulty(c, s)))
         return 1;
     if (a->kind == FL_ANOMALY_TRAFFIC && a->direction && !strcmp(a->direction, "drop"))
         for (uint32_t p = 0; p < c->n_svcs; p++)
-            if (p != as && calls(c, p, as) && (p == s || calls(c, p, s)))
+            if (p != as && calls(c, p, as) && (p == s || (calls(c, p, s) && faulty(c, s))))
                 return 1;
     return 0;
 }
@@ -1175,8 +1214,9 @@ static void score(ctx_t *c)
                 continue;
             if (calls(c, y->svc_id, x->svc_id) && y->anom_w > 0)
                 up++;
+            /* a traffic drop below it is its effect, not its cause */
             if (calls(c, x->svc_id, y->svc_id) && y->score >= 0.5 * x->score &&
-                (y->anom_w > 0 || y->votes > 0))
+                (y->anom_w > 0 || y->votes > 0) && !traffic_only(y))
                 down++;
         }
         x->score *= (1.0 + 0.1 * (up > 5 ? 5 : up)) * (down ? 0.6 : 1.0);
@@ -1252,6 +1292,121 @@ static void issue(ctx_t *c, fl_arena_t *ar, const cand_t *x, fl_rca_candidate_t 
         o->issue = a && a->summary ? fl_arena_strdup(ar, a->summary) : "";
 }
 
+/* The kind a candidate is blamed for: the one with the most evidence. */
+static int cand_kind(const cand_t *x)
+{
+    int best = K_LAT;
+    for (int k = 1; k < K_N; k++)
+        if (x->w[k] > x->w[best])
+            best = k;
+    return best;
+}
+
+/* How well root x explains anomaly a, given ex = explains(x's service, a): 0 not at all, 3
+ * an anomaly of its own service, 2 an upstream symptom of the kind its fault produces
+ * (failures make callers fail, slowness makes them slow, a timeout both; a traffic change
+ * below a caller fits any fault), 1 any other upstream anomaly. When two unrelated faults
+ * share callers (fraud slow, inventory failing, both under checkout), checkout's errors join
+ * inventory's group and its latency fraud's. */
+static int fit(const ctx_t *c, const cand_t *x, const fl_anomaly_t *a, int ex)
+{
+    if (!ex)
+        return 0;
+    if (!strcmp(c->svcs[x->svc_id], a->service))
+        return 3;
+    int k = cand_kind(x), ak = anom_kind(a);
+    if (ak == K_TRF || k == K_TMO || ak == k || (k == K_LAT && ak == K_TMO))
+        return 2;
+    return 1;
+}
+
+/* Fault groups over the ranked candidates (best first): a candidate becomes a root when it
+ * explains an anomaly no root explains yet. Faulty services (a non-traffic anomaly of their
+ * own) are considered first, then the rest, so a consequence (a traffic drop below a failing
+ * caller, a slower but healthy service) never takes anomalies a fault explains. A candidate
+ * upstream of a faulty root is an effect of it; a root upstream of a new faulty root becomes
+ * one (the new root explains everything it did), whatever order their scores gave. Each
+ * anomaly then joins the root that fits it best (fit), ties to the root taken first; group 0
+ * when none explains it. Sets cands[].root and .group, gsel[anomaly] = group and *ng. */
+static int choose_roots(ctx_t *c, uint32_t m, uint32_t *gsel, uint32_t *ng)
+{
+    const fl_rca_input_t *in = c->in;
+    size_t na = in->n_anomalies;
+    /* ex[s * na + j]: service s explains anomaly j; cover[j]: roots explaining it */
+    uint8_t *ex = calloc((size_t)c->n_svcs * na + 1, 1);
+    uint32_t *cover = calloc(na + 1, sizeof(*cover));
+    if (!ex || !cover) {
+        free(ex);
+        free(cover);
+        return FL_ERR_NOMEM;
+    }
+    for (uint32_t sv = 0; sv < c->n_svcs; sv++)
+        for (size_t j = 0; j < na; j++)
+            ex[sv * na + j] = (uint8_t)explains(c, sv, &in->anomalies[j]);
+#define EX(x, j) ((x)->svc_id < c->n_svcs && ex[(size_t)(x)->svc_id * na + (j)])
+    uint32_t taken = 0;
+    for (uint32_t pass = 0; pass < 2; pass++)
+        for (uint32_t i = 0; i < m; i++) {
+            cand_t *x = &c->cands[i];
+            if (faulty(c, x->svc_id) == (int)pass)
+                continue;
+            /* a traffic change propagates down: the most upstream one is the cause (a drop
+             * at the entry service empties every service below it) */
+            int below = 0;
+            for (uint32_t k = 0; pass && k < m && !below; k++)
+                below = k != i && traffic_only(&c->cands[k]) && traffic_only(x) &&
+                        calls(c, c->cands[k].svc_id, x->svc_id);
+            int take = 0;
+            for (size_t j = 0; j < na && !take && !below; j++)
+                take = EX(x, j) && !cover[j];
+            for (uint32_t k = 0; k < m && take; k++)
+                if (c->cands[k].root &&
+                    (x->svc_id == c->cands[k].svc_id ||
+                     (calls(c, x->svc_id, c->cands[k].svc_id) && faulty(c, c->cands[k].svc_id))))
+                    take = 0;
+            if (!take)
+                continue;
+            for (uint32_t k = 0; k < m; k++) {
+                cand_t *r = &c->cands[k];
+                if (!r->root || !calls(c, r->svc_id, x->svc_id) || !faulty(c, x->svc_id))
+                    continue;
+                r->root = 0;
+                for (size_t j = 0; j < na; j++)
+                    cover[j] -= EX(r, j);
+            }
+            x->root = 1;
+            x->group = taken++;
+            for (size_t j = 0; j < na; j++)
+                cover[j] += EX(x, j);
+        }
+    if (!taken && m) { /* nothing to explain (offline ranking): the best one is the root */
+        c->cands[0].root = 1;
+        c->cands[0].group = taken++;
+    }
+    /* number the remaining roots 0.. in the order they were taken */
+    *ng = 0;
+    for (uint32_t t = 0; t < taken; t++)
+        for (uint32_t k = 0; k < m; k++)
+            if (c->cands[k].root && c->cands[k].group == t)
+                c->cands[k].group = (*ng)++;
+    for (size_t j = 0; j < na; j++) {
+        gsel[j] = 0;
+        int best = 0;
+        for (uint32_t k = 0; k < m; k++) {
+            const cand_t *r = &c->cands[k];
+            int f = r->root ? fit(c, r, &in->anomalies[j], EX(r, j)) : 0;
+            if (f > best || (f && f == best && r->group < gsel[j])) {
+                best = f;
+                gsel[j] = r->group;
+            }
+        }
+    }
+#undef EX
+    free(ex);
+    free(cover);
+    return FL_OK;
+}
+
 /* ---------------------------------------------------------------- entry point */
 
 int fl_rca_rank(const fl_rca_input_t *in, fl_arena_t *arena, fl_rca_result_t *out)
@@ -1299,54 +1454,17 @@ int fl_rca_rank(const fl_rca_input_t *in, fl_arena_t *arena, fl_rca_result_t *ou
         if (c->cands[i].score > 0)
             c->cands[m++] = c->cands[i];
     c->n_cands = m;
-    qsort(c->cands, m, sizeof(*c->cands), score_cmp);
-    /* Groups: the best candidate explaining a still unexplained anomaly becomes a root; its
-     * group holds every anomaly at or upstream of it. Unrelated faults get their own. */
+    fl_sort(c->cands, m, sizeof(*c->cands), score_cmp);
+    /* Groups: see choose_roots. */
     size_t na = in->n_anomalies;
     gsel = malloc((na ? na : 1) * sizeof(*gsel));
     if (!gsel) {
         rc = FL_ERR_NOMEM;
         goto out;
     }
-    for (size_t j = 0; j < na; j++)
-        gsel[j] = FL__NONE;
     uint32_t ng = 0;
-    for (uint32_t pass = 0, i = 0; pass < 2; i = 0, pass++)
-        for (; i < m; i++) {
-            if (traffic_only(&c->cands[i]) != (int)pass)
-                continue;
-            /* a traffic change propagates down: the most upstream one is the cause (a drop
-             * at the entry service empties every service below it) */
-            int below = 0;
-            for (uint32_t k = 0; pass && k < m && !below; k++)
-                below = k != i && traffic_only(&c->cands[k]) &&
-                        calls(c, c->cands[k].svc_id, c->cands[i].svc_id);
-            if (below)
-                continue;
-            int take = ng == 0;
-            for (size_t j = 0; j < na && !take; j++)
-                take = gsel[j] == FL__NONE && explains(c, c->cands[i].svc_id, &in->anomalies[j]);
-            if (!take)
-                continue;
-            /* a candidate upstream of an existing root is an effect of it */
-            int effect = 0;
-            for (uint32_t k = 0; k < m; k++)
-                if (k != i && c->cands[k].root &&
-                    (calls(c, c->cands[i].svc_id, c->cands[k].svc_id) ||
-                     c->cands[i].svc_id == c->cands[k].svc_id))
-                    effect = 1;
-            if (effect && ng)
-                continue;
-            c->cands[i].root = 1;
-            c->cands[i].group = ng;
-            for (size_t j = 0; j < na; j++)
-                if (gsel[j] == FL__NONE && explains(c, c->cands[i].svc_id, &in->anomalies[j]))
-                    gsel[j] = ng;
-            ng++;
-        }
-    for (size_t j = 0; j < na; j++)
-        if (gsel[j] == FL__NONE)
-            gsel[j] = 0;
+    if ((rc = choose_roots(c, m, gsel, &ng)) != FL_OK)
+        goto out;
     /* non-roots join the group whose root they are upstream of (or the first) */
     for (uint32_t i = 0; i < m; i++) {
         if (c->cands[i].root)
@@ -1392,10 +1510,7 @@ int fl_rca_rank(const fl_rca_input_t *in, fl_arena_t *arena, fl_rca_result_t *ou
         o->service = fl_arena_strdup(arena, x->svc);
         o->operation = fl_arena_strdup(arena, x->op);
         o->virtual_peer = x->virt;
-        int best = K_LAT;
-        for (int k = 1; k < K_N; k++)
-            if (x->w[k] > x->w[best])
-                best = k;
+        int best = cand_kind(x);
         o->kind = best == K_LAT   ? FL_ANOMALY_LATENCY
                   : best == K_ERR ? FL_ANOMALY_ERROR
                   : best == K_TMO ? FL_ANOMALY_TIMEOUT

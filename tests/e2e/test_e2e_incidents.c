@@ -436,6 +436,21 @@ static json_t *hook_body(hook_server_t *h, int i)
     return j;
 }
 
+/* The webhook counters of /aiops/status. */
+static uint64_t webhook_count(const fl_test_server_t *s, const char *key)
+{
+    int st;
+    json_t *status = fl_test_get_json(s->api_port, "/aiops/status", &st);
+    assert_int_equal(st, 200);
+    json_t *wh = json_object_get(json_object_get(status, "analysis_runtime"), "webhooks");
+    if (!wh)
+        wh = json_object_get(status, "webhooks");
+    assert_non_null(wh);
+    uint64_t v = u64_of(json_object_get(wh, key));
+    json_decref(status);
+    return v;
+}
+
 /* One server per format: the fault opens an incident (firing), a person resolves it
  * (resolved). fail_first 503s come first and must be retried. */
 static void run_webhook(const char *format, int fail_first,
@@ -473,17 +488,9 @@ static void run_webhook(const char *format, int fail_first,
     json_decref(b);
 
     /* Counted in /aiops/status. */
-    int st;
-    json_t *status = fl_test_get_json(s.api_port, "/aiops/status", &st);
-    assert_int_equal(st, 200);
-    json_t *wh = json_object_get(json_object_get(status, "analysis_runtime"), "webhooks");
-    if (!wh)
-        wh = json_object_get(status, "webhooks");
-    assert_non_null(wh);
-    assert_int_equal(u64_of(json_object_get(wh, "sent")), 2);
-    assert_int_equal(u64_of(json_object_get(wh, "retries")), (uint64_t)fail_first);
-    assert_int_equal(u64_of(json_object_get(wh, "failed")), 0);
-    json_decref(status);
+    assert_int_equal(webhook_count(&s, "sent"), 2);
+    assert_int_equal(webhook_count(&s, "retries"), (uint64_t)fail_first);
+    assert_int_equal(webhook_count(&s, "failed"), 0);
     assert_int_equal(fl_test_server_stop(&s), 0);
     fl_test_server_cleanup(&s);
     hook_stop(&h);
@@ -555,6 +562,123 @@ static void test_incidents_webhook_json(void **state)
     run_webhook("json", 0, check_json);
 }
 
+/* Every notification queued so far has arrived; returns how many. */
+static int hook_all(hook_server_t *h, const fl_test_server_t *s)
+{
+    int want = (int)webhook_count(s, "queued"), got = hook_wait(h, want);
+    if (got != want)
+        fail_msg("%d notifications queued, %d received", want, got);
+    return want;
+}
+
+/* 1 (low) .. 4 (critical); 0 for anything else. */
+static int severity_rank(const char *s)
+{
+    static const char *names[] = {"low", "medium", "high", "critical"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i]))
+            return i + 1;
+    return 0;
+}
+
+/* Notification i (JSON format): its event, and the incident's id, status and severity. */
+static void hook_event(hook_server_t *h, int i, char event[16], char id[32], char status[16],
+                       int *severity)
+{
+    json_t *b = hook_body(h, i);
+    json_t *inc = json_object_get(b, "incident");
+    snprintf(event, 16, "%s", str(b, "event"));
+    snprintf(id, 32, "%s", str(inc, "id"));
+    snprintf(status, 16, "%s", str(inc, "status"));
+    *severity = severity_rank(str(inc, "severity"));
+    fprintf(stderr, "  webhook %d: %s %s status=%s severity=%s\n", i, event, id, status,
+            str(inc, "severity"));
+    json_decref(b);
+}
+
+/* Escalation: a payment slowdown that starts mild (5x) and then worsens (40x; each stage's
+ * load scripts its own fault) raises the incident's severity. The receiver gets, in order
+ * and all for the one incident: opened (open, below critical) while the fault is mild,
+ * escalated (open, each higher than the last, the last critical) once it worsens, and
+ * resolved once the fault is gone. Traffic is sent and analysed in three stages so each
+ * stage's notifications are known to be out before the next stage starts. */
+static void test_incidents_webhook_escalation(void **state)
+{
+    (void)state;
+    hook_server_t h;
+    hook_start(&h, 0);
+    char url[128], event[16], id[32], first_id[32], status[16], path[160];
+    int sev, last_sev;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/hook/escalation", h.port);
+    const char *extra[] = {"--webhook", url, "--webhook-format", "json", NULL};
+    fl_test_server_t s = {0};
+    assert_int_equal(fl_test_server_start(&s, extra), 0);
+    uint64_t start = past_start(40 * MIN);
+    const char *mild[] = {
+        "kind=latency,target=payment.POST /charge,factor=5,start=30m,duration=10m", NULL};
+    const char *worse[] = {"kind=latency,target=payment.POST /charge,factor=40,start=0m,"
+                           "duration=3m",
+                           NULL};
+
+    load(&s, start, "33m", "606", mild);
+    json_decref(analyze(&s, start + 33 * MIN));
+    int n1 = hook_all(&h, &s);
+    assert_int_equal(n1, 1);
+    hook_event(&h, 0, event, first_id, status, &last_sev);
+    assert_string_equal(event, "opened");
+    assert_string_equal(status, "open");
+    assert_true(last_sev >= 1 && last_sev < 4);
+
+    load(&s, start + 33 * MIN, "3m", "607", worse);
+    json_decref(analyze(&s, start + 36 * MIN));
+    int n2 = hook_all(&h, &s);
+    assert_true(n2 > n1);
+    for (int i = n1; i < n2; i++) {
+        hook_event(&h, i, event, id, status, &sev);
+        assert_string_equal(event, "escalated");
+        assert_string_equal(id, first_id);
+        assert_string_equal(status, "open");
+        assert_true(sev > last_sev);
+        last_sev = sev;
+    }
+    assert_int_equal(last_sev, 4);
+
+    load(&s, start + 36 * MIN, "4m", "608", NULL);
+    json_decref(analyze(&s, start + 40 * MIN));
+    int n3 = hook_all(&h, &s);
+    assert_int_equal(n3, n2 + 1);
+    hook_event(&h, n2, event, id, status, &sev);
+    assert_string_equal(event, "resolved");
+    assert_string_equal(id, first_id);
+    assert_string_equal(status, "resolved");
+    assert_int_equal(sev, 4);
+
+    /* The incident agrees: one incident, critical, resolved automatically, and its timeline
+     * records each escalation. */
+    json_t *arr = incidents(&s, "?status=all");
+    assert_int_equal(json_array_size(arr), 1);
+    json_decref(arr);
+    int st;
+    snprintf(path, sizeof(path), "/aiops/incidents/%s", first_id);
+    json_t *inc = fl_test_get_json(s.api_port, path, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(str(inc, "severity"), "critical");
+    assert_string_equal(str(inc, "resolved_by"), "faultline");
+    size_t i, raised = 0;
+    json_t *e;
+    json_array_foreach(json_object_get(inc, "timeline"), i, e)
+    {
+        raised += !strcmp(str(e, "type"), "severity");
+    }
+    assert_int_equal(raised, (size_t)(n2 - n1));
+    json_decref(inc);
+    assert_int_equal(webhook_count(&s, "sent"), (uint64_t)n3);
+    assert_int_equal(webhook_count(&s, "failed"), 0);
+    assert_int_equal(fl_test_server_stop(&s), 0);
+    fl_test_server_cleanup(&s);
+    hook_stop(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -565,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_incidents_webhook_alertmanager_retry),
         cmocka_unit_test(test_incidents_webhook_slack),
         cmocka_unit_test(test_incidents_webhook_json),
+        cmocka_unit_test(test_incidents_webhook_escalation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

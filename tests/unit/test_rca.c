@@ -104,9 +104,10 @@ static void set_err(fl_span_t *s, const char *msg)
 
 /* ---------------------------------------------------------------- the topology */
 
-/* frontend GET /checkout -> checkout POST /checkout -> payment POST /pay
+/* frontend GET /checkout -> checkout POST /checkout -> payment POST /pay -> fraud POST /score
  *                                                   -> inventory GET /stock -> postgresql/stock
- * plus an independent entry service: search GET /search (every other trace). */
+ * plus an independent entry service: search GET /search (every other trace). A failing
+ * payment fails before it calls fraud, as the demo's does. */
 typedef struct fault {
     double pay_extra_ms; /* payment self time */
     double pay_err;      /* share of payment requests failing */
@@ -117,6 +118,7 @@ typedef struct fault {
     int search_off;      /* search gets no traffic */
     double search_err;   /* search failing */
     double search_extra_ms;
+    double chk_extra_ms; /* checkout self time */
 } fault_t;
 
 static uint64_t rng = 88172645463325252ull;
@@ -150,11 +152,13 @@ static void gen_trace(tb_t *b, uint64_t tn, uint64_t t, const fault_t *f)
     /* inventory call */
     uint64_t ic0 = pc1 + jit(1);
     uint64_t is0 = ic0 + MS / 2;
-    uint64_t db0 = is0 + jit(1);
+    uint64_t db0 = is0 + jit(1); /* one query per item, two items */
     uint64_t db1 = db0 + jit(5) + (uint64_t)(f->db_extra_ms * MS);
-    uint64_t is1 = db1 + jit(2);
+    uint64_t db2 = db1 + jit(1);
+    uint64_t db3 = db2 + jit(5) + (uint64_t)(f->db_extra_ms * MS);
+    uint64_t is1 = db3 + jit(2);
     uint64_t ic1 = is1 + MS / 2;
-    uint64_t c1 = ic1 + jit(2);
+    uint64_t c1 = ic1 + jit(2) + (uint64_t)(f->chk_extra_ms * MS);
     uint64_t fe1 = c1 + MS;
     int chk_fail = pay_fail || inv_fail || f->pay_timeout;
     fl_span_t *s = sp(b, "frontend", tn, id + 1, 0, FL_KIND_SERVER, "GET /checkout", t, fe1 + MS);
@@ -177,6 +181,12 @@ static void gen_trace(tb_t *b, uint64_t tn, uint64_t t, const fault_t *f)
         if (pay_fail)
             set_err(s, "card declined: processor down");
     }
+    if (!f->pay_timeout && !pay_fail) {
+        uint64_t fc0 = ps0 + jit(1), fc1 = fc0 + jit(4);
+        sp(b, "payment", tn, id + 10, id + 5, FL_KIND_CLIENT, "POST /score", fc0, fc1);
+        sp(b, "fraud", tn, id + 11, id + 10, FL_KIND_SERVER, "POST /score", fc0 + MS / 4,
+           fc1 - MS / 4);
+    }
     s = sp(b, "checkout", tn, id + 6, id + 3, FL_KIND_CLIENT, "GET /stock", ic0, ic1);
     attr_s(b, s, "server.address", "inventory.internal");
     if (inv_fail)
@@ -184,9 +194,12 @@ static void gen_trace(tb_t *b, uint64_t tn, uint64_t t, const fault_t *f)
     s = sp(b, "inventory", tn, id + 7, id + 6, FL_KIND_SERVER, "GET /stock", is0, is1);
     if (inv_fail)
         set_err(s, "stock lookup failed");
-    s = sp(b, "inventory", tn, id + 8, id + 7, FL_KIND_CLIENT, "SELECT stock", db0, db1);
-    attr_s(b, s, "db.system", "postgresql");
-    attr_s(b, s, "db.name", "stock");
+    for (int q = 0; q < 2; q++) {
+        s = sp(b, "inventory", tn, id + 8 + (uint64_t)q * 4, id + 7, FL_KIND_CLIENT, "SELECT stock",
+               q ? db2 : db0, q ? db3 : db1);
+        attr_s(b, s, "db.system", "postgresql");
+        attr_s(b, s, "db.name", "stock");
+    }
     if (tn % 2 == 0 && !f->search_off) {
         uint64_t d = jit(10) + (uint64_t)(f->search_extra_ms * MS);
         s = sp(b, "search", tn, id + 9, 0, FL_KIND_SERVER, "GET /search", t, t + d);
@@ -214,7 +227,7 @@ static int fetch(void *ud, const uint8_t tid[16], fl_arena_t *ar, fl_span_t **sp
     return FL_OK;
 }
 
-/* A scenario: 10 minutes of normal traffic at 5 traces/s, then 60 s with the fault(s). */
+/* A scenario run through a real engine, its open anomalies and their ranking. */
 typedef struct scen {
     tb_t b;
     fl_analysis_t *a;
@@ -226,7 +239,7 @@ typedef struct scen {
 
 static const fault_t NORMAL = {0};
 
-static void run_scenario(scen_t *x, const fault_t *f, uint64_t fault_secs)
+static void feed_scenario(scen_t *x, const fault_t *f, uint64_t fault_secs)
 {
     memset(x, 0, sizeof(*x));
     tb_init(&x->b);
@@ -246,7 +259,12 @@ static void run_scenario(scen_t *x, const fault_t *f, uint64_t fault_secs)
     assert_int_equal(fl_analysis_run(x->a, x->now, x->ar, NULL), FL_OK);
     fl_analysis_filter_t flt = {.open_only = 1};
     assert_int_equal(fl_analysis_anomalies(x->a, &flt, x->ar, &x->an), FL_OK);
-    /* a few normal traces for the spectrum */
+}
+
+/* Rank the open anomalies from their example traces (at most max_traces, 0: the default), a
+ * few normal traces for the spectrum and n_window more window spans given directly. */
+static void rank_scenario(scen_t *x, uint32_t max_traces, const fl_span_t *window, size_t n_window)
+{
     uint8_t extra[20][16];
     for (int i = 0; i < 20; i++)
         put_id(extra[i], 100 + (uint64_t)i * 97, 16);
@@ -256,8 +274,19 @@ static void run_scenario(scen_t *x, const fault_t *f, uint64_t fault_secs)
                          .fetch_trace = fetch,
                          .fetch_ud = &x->b,
                          .extra_trace_ids = (const uint8_t(*)[16])extra,
-                         .n_extra_trace_ids = 20};
+                         .n_extra_trace_ids = 20,
+                         .spans = window,
+                         .n_spans = n_window,
+                         .max_traces = max_traces};
     assert_int_equal(fl_rca_rank(&in, x->ar, &x->r), FL_OK);
+}
+
+/* A scenario: 10 minutes of normal traffic at 5 traces/s, then fault_secs with the fault(s),
+ * ranked. */
+static void run_scenario(scen_t *x, const fault_t *f, uint64_t fault_secs)
+{
+    feed_scenario(x, f, fault_secs);
+    rank_scenario(x, 0, NULL, 0);
 }
 
 static void scen_free(scen_t *x)
@@ -287,6 +316,25 @@ static void dump(const scen_t *x)
             x->r.traces_anomalous);
 }
 
+/* Incidents from x's ranking: exactly one, rooted at svc, holding every open anomaly, with
+ * affected endpoints, first detected after the fault began. */
+static void expect_one_incident(scen_t *x, const char *svc)
+{
+    fl_incidents_t *s = fl_incidents_new(NULL);
+    assert_int_equal(fl_incidents_update(s, x->an.items, x->an.n, &x->r, x->now, NULL, NULL),
+                     FL_OK);
+    fl_incident_t *list;
+    size_t n;
+    assert_int_equal(fl_incidents_list(s, NULL, x->ar, &list, &n), FL_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].root_cause.service, svc);
+    assert_int_equal(list[0].n_anomalies, x->an.n);
+    assert_true(list[0].n_affected_endpoints > 0);
+    assert_true(list[0].first_detected_ns >= x->fault_start);
+    assert_true(list[0].first_detected_ns <= x->now);
+    fl_incidents_free(s);
+}
+
 static const fl_rca_candidate_t *top(const scen_t *x)
 {
     assert_true(x->r.n_candidates > 0);
@@ -307,18 +355,7 @@ static void expect_root(const fault_t *f, const char *svc, int kind, const char 
     if (issue_part)
         assert_non_null(strstr(c->issue, issue_part));
     assert_true(c->n_trace_ids > 0 || kind == FL_ANOMALY_TRAFFIC);
-    /* one incident naming it */
-    fl_incidents_t *s = fl_incidents_new(NULL);
-    assert_int_equal(fl_incidents_update(s, x.an.items, x.an.n, &x.r, x.now, NULL, NULL), FL_OK);
-    fl_incident_t *list;
-    size_t n;
-    assert_int_equal(fl_incidents_list(s, NULL, x.ar, &list, &n), FL_OK);
-    assert_int_equal(n, 1);
-    assert_string_equal(list[0].root_cause.service, svc);
-    assert_true(list[0].n_affected_endpoints > 0);
-    assert_true(list[0].first_detected_ns >= x.fault_start);
-    assert_true(list[0].first_detected_ns <= x.now);
-    fl_incidents_free(s);
+    expect_one_incident(&x, svc);
     scen_free(&x);
 }
 
@@ -404,6 +441,54 @@ static void test_rca_two_unrelated_faults(void **state)
                     strcmp(list[i].root_cause.service, "search") == 0);
     fl_incidents_free(s);
     scen_free(&x);
+}
+
+/* First detections in the live demo: the ranking reads only a few example traces (too few
+ * for error evidence to count) plus, here, one slow checkout that did not fail (slow is
+ * given), so a service that is not the fault tops the ranking. The fault groups must still
+ * give one incident with root cause root, holding every open anomaly; drop names a service
+ * whose traffic drop (a consequence) must be among them. */
+static void expect_one_incident_despite(const fault_t *f, const fault_t *slow, const char *root,
+                                        const char *drop)
+{
+    scen_t x;
+    feed_scenario(&x, f, 60);
+    int seen = drop == NULL;
+    for (size_t i = 0; i < x.an.n; i++)
+        if (drop && x.an.items[i].kind == FL_ANOMALY_TRAFFIC &&
+            !strcmp(x.an.items[i].service, drop))
+            seen = 1;
+    assert_true(seen);
+    size_t from = x.b.n;
+    gen_trace(&x.b, x.b.ntr, x.now - 5 * SEC, slow);
+    rank_scenario(&x, 3, x.b.s + from, x.b.n - from);
+    dump(&x);
+    assert_string_not_equal(x.r.candidates[0].service, root); /* the trap is set */
+    assert_int_equal(x.r.n_groups, 1);
+    assert_int_equal(x.r.groups[0].n_anomalies, x.an.n);
+    assert_string_equal(top(&x)->service, root);
+    expect_one_incident(&x, root);
+    scen_free(&x);
+}
+
+/* The live cascade: payment fails every request, so fraud behind it gets no traffic, while
+ * the database under inventory is slower (a busy host) without an anomaly of its own. The
+ * slower but healthy database explains nothing above it; the drop joins payment's incident. */
+static void test_rca_cascade_drop_one_incident(void **state)
+{
+    (void)state;
+    fault_t f = {.pay_err = 1.0, .db_extra_ms = 4}, slow = {.db_extra_ms = 300};
+    expect_one_incident_despite(&f, &slow, "payment", "fraud");
+}
+
+/* The live error storm: inventory fails 80 %, and the sample's slow checkout makes checkout,
+ * which fails with it, rank first. Taken first, it is still an effect of the failing service
+ * it calls: inventory's root takes its anomalies over, one incident. */
+static void test_rca_upstream_first_one_incident(void **state)
+{
+    (void)state;
+    fault_t f = {.inv_err = 0.8}, slow = {.chk_extra_ms = 300};
+    expect_one_incident_despite(&f, &slow, "inventory", NULL);
 }
 
 /* Spans passed directly (offline use), no engine: sampled baselines from the traces. */
@@ -616,6 +701,8 @@ int main(void)
         cmocka_unit_test(test_rca_uninstrumented_db),
         cmocka_unit_test(test_rca_traffic_drop),
         cmocka_unit_test(test_rca_two_unrelated_faults),
+        cmocka_unit_test(test_rca_cascade_drop_one_incident),
+        cmocka_unit_test(test_rca_upstream_first_one_incident),
         cmocka_unit_test(test_rca_offline_spans_error_origin),
         cmocka_unit_test(test_rca_incident_dedup_and_extend),
         cmocka_unit_test(test_rca_incident_lifecycle),

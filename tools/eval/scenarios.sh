@@ -3,6 +3,8 @@
 # make eval: fault scenarios with known ground truth (faultline-load synthetic, fast-forwarded)
 # against a real faultline each; prints AC@1, AC@3, time to detect and false incidents per
 # hour of healthy traffic, then runs faultline-eval-nezha. Usage: scenarios.sh BUILD_DIR
+# EVAL_ONLY="name ..." runs only those scenarios (and skips Nezha and the live runs);
+# EVAL_KEEP=1 keeps the work directory (server logs, incident JSON) and prints it.
 set -u
 BUILD=${1:?usage: scenarios.sh BUILD_DIR}
 BUILD=$(cd "$BUILD" && pwd)
@@ -14,7 +16,7 @@ SERVER_PID=
 SEED=0
 cleanup() {
     [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-    rm -rf "$WORK"
+    if [ "${EVAL_KEEP:-0}" = 1 ]; then echo "scenarios.sh: kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -38,17 +40,20 @@ run() {
     local name=$1 dur=$2 expect=$3
     shift 3
     local dir=$WORK/$name now start args=()
+    SEED=$((SEED + 101)) # per scenario, the same whichever scenarios run
+    [ -n "${EVAL_ONLY:-}" ] && [[ " $EVAL_ONLY " != *" $name "* ]] && return
     now=$(date +%s)
     start=$(((now - dur * 60 - 600) / 60 * 60))
     for f in "$@"; do args+=(--fault "$f"); done
     start_server "$dir"
     if ! "$BUILD/faultline-load" synthetic --topology "$TOPO" --endpoint "http://127.0.0.1:$HTTP_PORT" \
-        --start "${start}000000000" --duration "${dur}m" --seed "$((SEED += 101))" --quiet \
+        --start "${start}000000000" --duration "${dur}m" --seed "$SEED" --quiet \
         --truth "$dir/truth.json" "${args[@]}" >"$dir/load.log" 2>&1; then
         echo "  $name: faultline-load failed: $(tail -1 "$dir/load.log")" >&2
     fi
     curl -sf -X POST "http://127.0.0.1:$API_PORT/aiops/analyze?until=$(((start + dur * 60) * 1000000000))" >/dev/null
     curl -sf "http://127.0.0.1:$API_PORT/aiops/incidents?status=all" >"$dir/incidents.json"
+    curl -sf "http://127.0.0.1:$API_PORT/aiops/status" >"$dir/status.json"
     stop_server
     python3 - "$name" "$expect" "$dur" "$dir/truth.json" "$dir/incidents.json" >>"$RESULTS" <<'PY'
 import json, sys
@@ -129,6 +134,7 @@ print("false incidents per hour of healthy traffic: %.2f (%d in %.1f h)" % (fals
 print("extra incidents in fault runs (root cause not a faulted service): %d" % extra)
 PY
 
+[ -n "${EVAL_ONLY:-}" ] && exit 0
 echo
 echo "Nezha Online Boutique (faultline-eval-nezha):"
 "$BUILD/faultline-eval-nezha"
