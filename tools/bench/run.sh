@@ -117,7 +117,7 @@ ingest http "$HTTP" --transport http --conns 8 --duration "$D"
 MAX=$(num "$(get http spans_per_s)")
 ingest grpc "$GRPC" --transport grpc --conns 8 --duration "$D"
 ingest json "$HTTP" --transport json --conns 8 --duration "$D"
-ingest small "$HTTP" --transport http --spans 100 --conns 16 --duration "$D" --pool 256
+ingest small "$HTTP" --transport http --spans 100 --conns 32 --duration "$D" --pool 256
 RATE80=$(awk -v m="$MAX" 'BEGIN {printf "%.0f", m * 0.8}')
 ingest fixed "$HTTP" --transport http --conns 24 --duration "$D" --rate "$((RATE80 > 1000 ? RATE80 : 1000))"
 RATE3=$(awk -v m="$MAX" 'BEGIN {printf "%.0f", m * 3}')
