@@ -21,6 +21,10 @@
 /* Spans are released in event-time windows of this width; a batch never mixes windows out of
  * order, so the receiver's watermark only moves forward. */
 #define WINDOW_NS 1000000000ull
+/* At max speed a batch also leaves once it holds this much event time, as an SDK's batch
+ * processor exports at least every 5 s: one batch spanning many seconds, grouped by service,
+ * would reach the receiver far out of event-time order. */
+#define BATCH_EVENT_NS 2000000000ull
 
 typedef struct syn_opts {
     const char *topology;
@@ -61,7 +65,8 @@ void fl__load_synthetic_usage(FILE *f)
         "  --endpoint URL      OTLP/HTTP receiver (default http://127.0.0.1:4318)\n"
         "  --seed N            random seed; the same seed gives the same traces (default 1)\n"
         "  --truth FILE        write the ground truth (faults, targets, start/end) as JSON\n"
-        "  --batch-spans N     spans per export request at most (default 1000)\n"
+        "  --batch-spans N     spans per export request at most (default 1000); at max speed\n"
+        "                      a request also leaves once it holds 2 s of event time\n"
         "  --gzip              compress requests\n"
         "  --timeout MS        per-request timeout (default 10000)\n"
         "  --quiet             no progress line\n"
@@ -463,7 +468,7 @@ int fl__load_synthetic_main(int argc, char **argv)
     int rc = batch ? 0 : 1;
     int tty = isatty(2);
     uint64_t wall0 = fl_time_mono_ns(), last_progress = wall0;
-    uint64_t ev = start;
+    uint64_t ev = start, batch_ev0 = 0;
     while (rc == 0 && !fl_synth_gen_done(g) && !syn_interrupted) {
         ev = ev >= end ? UINT64_MAX : ev + WINDOW_NS;
         if (o.speed > 0) {
@@ -477,6 +482,8 @@ int fl__load_synthetic_main(int argc, char **argv)
         const fl_synth_span_t *spans;
         size_t n = fl_synth_gen_advance(g, ev, &spans);
         for (size_t i = 0; i < n && rc == 0; i++) {
+            if (!nb)
+                batch_ev0 = ev;
             batch[nb++] = spans[i];
             if (nb == o.batch_spans) {
                 rc = send_spans(&s, t, batch, nb);
@@ -485,7 +492,7 @@ int fl__load_synthetic_main(int argc, char **argv)
         }
         /* Paced: a window's spans leave once wall time x speed has reached its end (so live
          * runs never send spans from the future), all of them at once. */
-        if (o.speed > 0 && rc == 0 && nb) {
+        if (rc == 0 && nb && (o.speed > 0 || ev - batch_ev0 >= BATCH_EVENT_NS)) {
             rc = send_spans(&s, t, batch, nb);
             nb = 0;
         }
