@@ -10,7 +10,7 @@
  * costs a page fault every 4 KiB (~10 % of the ingest CPU). Bounded in count and bytes. */
 #define BATCH_POOL_MAX 8
 #define BATCH_POOL_ARENA_MAX ((size_t)8 << 20)
-#define BATCH_POOL_BYTES ((size_t)32 << 20)
+#define BATCH_POOL_BYTES ((size_t)16 << 20)
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static fl_arena_t *pool[BATCH_POOL_MAX];

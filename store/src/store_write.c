@@ -1175,7 +1175,7 @@ rollback:
         fl__step_done(w->rollback);
 out:
     (void)src;
-    if (a && fl_arena_reserved(a) > (32u << 20))
+    if (a && fl_arena_reserved(a) > (8u << 20))
         fl_arena_reset(a); /* an unusually big merge: do not hold on to all of it */
     else if (a)
         fl_arena_rewind(a);

@@ -422,7 +422,7 @@ typedef struct fl_span_batch {
  *  of a recently freed batch is reused when one is kept). */
 fl_span_batch_t *fl_span_batch_new(size_t chunk_size);
 /** Free the batch and its arena (or keep the arena, emptied, for the next batch: at most 8
- *  arenas of at most 8 MiB each, 32 MiB in all). Accepts NULL. */
+ *  arenas of at most 8 MiB each, 16 MiB in all). Accepts NULL. */
 void fl_span_batch_free(fl_span_batch_t *b);
 
 /** Look up an attribute value by key (NULL when absent). */
