@@ -414,7 +414,9 @@ static void decode_job(void *arg)
         respond_traces_ok(x);
         return;
     }
-    charge(x, fl_arena_reserved(batch->arena));
+    /* What the decoded batch holds (a reused arena may keep more spare chunks than this
+     * request needs; counting those refused exports that fit the budget). */
+    charge(x, fl_arena_used(batch->arena));
     /* From here the sink owns the batch, and x belongs to the callback once it is accepted:
      * it may already have run when submit_take returns. */
     rc = r->sink.submit_take(r->sink.ud, batch, sink_done, x);
