@@ -451,6 +451,16 @@ static uint64_t webhook_count(const fl_test_server_t *s, const char *key)
     return v;
 }
 
+/* The counter key once it reaches want (or its value after 10 s): the receiver has a
+ * notification before the sender thread has read the answer and counted it. */
+static uint64_t webhook_count_wait(const fl_test_server_t *s, const char *key, uint64_t want)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 200 && (v = webhook_count(s, key)) < want; i++)
+        usleep(50000);
+    return v;
+}
+
 /* One server per format: the fault opens an incident (firing), a person resolves it
  * (resolved). fail_first 503s come first and must be retried. */
 static void run_webhook(const char *format, int fail_first,
@@ -488,7 +498,7 @@ static void run_webhook(const char *format, int fail_first,
     json_decref(b);
 
     /* Counted in /aiops/status. */
-    assert_int_equal(webhook_count(&s, "sent"), 2);
+    assert_int_equal(webhook_count_wait(&s, "sent", 2), 2);
     assert_int_equal(webhook_count(&s, "retries"), (uint64_t)fail_first);
     assert_int_equal(webhook_count(&s, "failed"), 0);
     assert_int_equal(fl_test_server_stop(&s), 0);
@@ -672,7 +682,7 @@ static void test_incidents_webhook_escalation(void **state)
     }
     assert_int_equal(raised, (size_t)(n2 - n1));
     json_decref(inc);
-    assert_int_equal(webhook_count(&s, "sent"), (uint64_t)n3);
+    assert_int_equal(webhook_count_wait(&s, "sent", (uint64_t)n3), (uint64_t)n3);
     assert_int_equal(webhook_count(&s, "failed"), 0);
     assert_int_equal(fl_test_server_stop(&s), 0);
     fl_test_server_cleanup(&s);
