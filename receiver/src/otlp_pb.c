@@ -685,10 +685,7 @@ int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, fl_span
     unsigned wt;
     const uint8_t *v = NULL;
     size_t l = 0;
-    int r,
-        rc = fl__prescan(
-            &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
-            body, len, max_depth, err, errlen);
+    int r, rc = fl_otlp_prescan(body, len, max_depth, err, errlen);
     if (rc != FL_OK)
         return rc;
     memset(&w, 0, sizeof(w));

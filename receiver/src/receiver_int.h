@@ -36,7 +36,7 @@ int fl__json_count(int signal, const uint8_t *body, size_t len, int max_depth, s
 int fl__prescan(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
                 int max_depth, char *err, size_t errlen);
 
-/* Decoders of the protobuf encoding (otlp_pb.c); they run fl__prescan first. */
+/* Decoders of the protobuf encoding (otlp_pb.c); they run the depth pre-scan first. */
 int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, fl_span_batch_t *batch,
                          char *err, size_t errlen);
 int fl__pb_count(int signal, const uint8_t *body, size_t len, int max_depth, size_t *count,
