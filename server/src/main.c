@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,8 +324,17 @@ static int serve(const fl_config_t *cfg)
     }
     fl_log(FL_LOG_INFO, "server", "ready version=%s db=\"%s\"", FL_VERSION, cfg->db);
 
-    int sig = 0;
-    sigwait(&set, &sig);
+    /* This thread has nothing else to do: once a second it hands the free pages in
+     * malloc's heaps back to the system, so the RSS after a burst falls back to what is in
+     * use (after 3x overload: 244 MiB -> 130 MiB, issue 7); a trim takes a few ms. */
+    int sig;
+    for (;;) {
+        struct timespec tick = {1, 0};
+        sig = sigtimedwait(&set, NULL, &tick);
+        if (sig > 0)
+            break;
+        malloc_trim(0);
+    }
     fl_log(FL_LOG_INFO, "server", "shutting down signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     rc = 0;
 out:;

@@ -70,6 +70,38 @@ static void test_common_arena_rewind(void **state)
     fl_span_batch_free(b);
 }
 
+/* Chunks of 256 KiB and more are mapped (plain builds) and small ones come from malloc:
+ * mixed in one arena, every allocation keeps its bytes through rewind (served from the
+ * kept chunks, big ones included), reset (the largest chunk stays) and free. */
+static void test_common_arena_big_chunks(void **state)
+{
+    (void)state;
+    fl_arena_t *a = fl_arena_new(300 * 1024);
+    size_t sizes[] = {100, 200000, 5000, 1u << 20, 64, 3u << 20, 700};
+    unsigned char *ps[7];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 7; i++) {
+            ps[i] = fl_arena_alloc(a, sizes[i]);
+            assert_non_null(ps[i]);
+            memset(ps[i], 'a' + i + round, sizes[i]);
+        }
+        for (int i = 0; i < 7; i++)
+            for (size_t k = 0; k < sizes[i]; k += 4093)
+                assert_int_equal(ps[i][k], 'a' + i + round);
+        size_t reserved = fl_arena_reserved(a);
+        assert_true(reserved >= (4u << 20) + 200000);
+        if (round == 0) {
+            fl_arena_rewind(a);
+            assert_int_equal(fl_arena_reserved(a), reserved);
+        } else {
+            fl_arena_reset(a);
+            assert_true(fl_arena_reserved(a) >= 3u << 20); /* the largest chunk is kept */
+            assert_true(fl_arena_reserved(a) < reserved);
+        }
+    }
+    fl_arena_free(a);
+}
+
 static void test_common_buf_limit(void **state)
 {
     (void)state;
@@ -283,10 +315,15 @@ static void test_common_fuzz_alloc_plan(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_common_arena),           cmocka_unit_test(test_common_arena_rewind),
-        cmocka_unit_test(test_common_buf_limit),       cmocka_unit_test(test_common_time),
-        cmocka_unit_test(test_common_codecs),          cmocka_unit_test(test_common_json_escaping),
-        cmocka_unit_test(test_common_value_json),      cmocka_unit_test(test_common_pool),
+        cmocka_unit_test(test_common_arena),
+        cmocka_unit_test(test_common_arena_rewind),
+        cmocka_unit_test(test_common_arena_big_chunks),
+        cmocka_unit_test(test_common_buf_limit),
+        cmocka_unit_test(test_common_time),
+        cmocka_unit_test(test_common_codecs),
+        cmocka_unit_test(test_common_json_escaping),
+        cmocka_unit_test(test_common_value_json),
+        cmocka_unit_test(test_common_pool),
         cmocka_unit_test(test_common_fuzz_alloc_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
