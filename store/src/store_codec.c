@@ -126,8 +126,10 @@ int fl__blob_unpack(ZSTD_DCtx *dctx, const void *blob, size_t len, fl__sb_t *scr
     size_t total = 0;
 
     fl__rd_init(&r, blob, len);
-    if (fl__rd_u8(&r) != FL__BLOB_VERSION)
+    int version = fl__rd_u8(&r);
+    if (version < 1 || version > FL__BLOB_VERSION)
         return FL_ERR_STORE_CORRUPT;
+    st->version = version;
     uint64_t n = fl__rd_varint(&r);
     if (r.err || n > FL__STREAM_MAX)
         return FL_ERR_STORE_CORRUPT;
@@ -738,8 +740,8 @@ static uint64_t strtab_rehash(uint64_t key, void *ctx)
     return key; /* keys are already hashes */
 }
 
-/* Index of string s in the block's table, adding it when new. UINT32_MAX on OOM. */
-static uint32_t intern(fl__enc_t *e, const char *p, size_t len)
+/* Index of string s in the chunk's table, adding it when new. UINT32_MAX on OOM. */
+static uint32_t intern_idx(fl__enc_t *e, const char *p, size_t len)
 {
     strtab_t *t = &e->st;
     fl__sb_t *data = &e->h[H_STRDATA];
@@ -785,13 +787,27 @@ static uint32_t intern(fl__enc_t *e, const char *p, size_t len)
     return idx;
 }
 
+/* The reference to write for string s (interned): 0 when s is new to the table (the
+ * decoder walks the references in the order they were written, so it knows which string
+ * comes next), else its index + 1. Strings seen once (URLs, ids, addresses) cost one
+ * repeated byte instead of an ever-growing index. *idx: the index. UINT64_MAX on OOM. */
+static uint64_t intern(fl__enc_t *e, const char *p, size_t len, uint32_t *idx)
+{
+    size_t before = e->st.n;
+    *idx = intern_idx(e, p, len);
+    if (*idx == UINT32_MAX)
+        return UINT64_MAX;
+    return e->st.n != before ? 0 : (uint64_t)*idx + 1;
+}
+
 /* Write a string reference into stream s, interning it. */
 static int put_str(fl__enc_t *e, fl__sb_t *s, fl_str_t str)
 {
-    uint32_t idx = intern(e, str.ptr ? str.ptr : "", str.ptr ? str.len : 0);
-    if (idx == UINT32_MAX)
+    uint32_t idx;
+    uint64_t ref = intern(e, str.ptr ? str.ptr : "", str.ptr ? str.len : 0, &idx);
+    if (ref == UINT64_MAX)
         return FL_ERR_NOMEM;
-    fl__sb_varint(s, idx);
+    fl__sb_varint(s, ref);
     return FL_OK;
 }
 
@@ -805,17 +821,18 @@ static int put_str_pred(fl__enc_t *e, fl__sb_t *s, fl_str_t str, size_t pos, int
         return put_str(e, s, str);
     pred_t *pr = is_key ? &e->pred_key[pos] : &e->pred_val[pos];
     if (pr->valid && pr->len == len && (len == 0 || memcmp(pr->ptr, p, len) == 0)) {
-        fl__sb_varint(s, pr->idx);
+        fl__sb_varint(s, (uint64_t)pr->idx + 1); /* in the table already */
         return FL_OK;
     }
-    uint32_t idx = intern(e, p, len);
-    if (idx == UINT32_MAX)
+    uint32_t idx;
+    uint64_t ref = intern(e, p, len, &idx);
+    if (ref == UINT64_MAX)
         return FL_ERR_NOMEM;
     pr->ptr = p;
     pr->len = len;
     pr->idx = idx;
     pr->valid = 1;
-    fl__sb_varint(s, idx);
+    fl__sb_varint(s, ref);
     return FL_OK;
 }
 
@@ -1358,7 +1375,8 @@ int fl__dec_find_trace(fl__dec_t *d, const void *blob, size_t len, const uint8_t
     (void)d;
     *found = 0;
     fl__rd_init(&r, blob, len);
-    if (fl__rd_u8(&r) != FL__BLOB_VERSION)
+    uint8_t version = fl__rd_u8(&r);
+    if (version < 1 || version > FL__BLOB_VERSION)
         return FL_ERR_STORE_CORRUPT;
     uint64_t n = fl__rd_varint(&r);
     if (r.err || n < 1 || n > FL__STREAM_MAX)
@@ -1414,6 +1432,7 @@ int fl__dec_light(fl__dec_t *d, const void *blob, size_t len, uint32_t n, const 
     fl__light_t *L = &d->light;
     uint64_t *tmin = (uint64_t *)d->cols.p;
     L->n = n;
+    L->chunk_rows = st.version >= 2 ? FL__HEAVY_CHUNK : FL__HEAVY_CHUNK_V1;
     L->n_runs = n_runs;
     L->start = tmin + n_runs;
     L->end = L->start + n;
@@ -1500,6 +1519,8 @@ typedef struct hcur {
     fl__rd_t r[H_COUNT];
     fl__dec_t *d;
     size_t n_str;
+    int new_refs;    /* blob version 2: 0 = the next new string, k = string k - 1 */
+    size_t next_new; /* strings referenced so far as new */
     const uint8_t *strdata;
     fl_arena_t *a;
 } hcur_t;
@@ -1507,6 +1528,10 @@ typedef struct hcur {
 static int get_str(hcur_t *c, int stream, fl_str_t *out)
 {
     uint64_t idx = fl__rd_varint(&c->r[stream]);
+    if (c->new_refs && idx == 0)
+        idx = c->next_new++;
+    else if (c->new_refs && idx-- > c->next_new)
+        return FL_ERR_STORE_CORRUPT; /* a string not in the table yet */
     if (c->r[stream].err || idx >= c->n_str)
         return FL_ERR_STORE_CORRUPT;
     if (!c->a)
@@ -1767,6 +1792,7 @@ int fl__dec_heavy(fl__dec_t *d, const void *blob, size_t len, uint32_t n, const 
     if (n_str)
         memset(d->str_mat, 0, n_str * sizeof(char *));
     c.n_str = n_str;
+    c.new_refs = st.version >= 2;
     c.strdata = st.p[H_STRDATA];
 
     size_t j = 0;

@@ -17,15 +17,19 @@
 #define FL__BLOCK_TARGET 4096     /* spans per column block, cut at trace boundaries */
 #define FL__BLOCK_MAX 16384       /* hard cap: a bigger trace is split across blocks */
 #define FL__BLOOM_BITS_PER_KEY 24 /* per distinct trace in a block: ~1e-4 false positives */
-#define FL__HEAVY_CHUNK 512       /* rows per independently compressed heavy chunk */
-#define FL__MAX_CHUNKS 32         /* FL__BLOCK_MAX / FL__HEAVY_CHUNK */
+#define FL__HEAVY_CHUNK 1024      /* rows per independently compressed heavy chunk */
+#define FL__HEAVY_CHUNK_V1 512    /* ... in blocks written with blob version 1 */
+#define FL__MAX_CHUNKS 32         /* FL__BLOCK_MAX / FL__HEAVY_CHUNK_V1 */
 /* block_heavy rowid of chunk c of a block */
 #define FL__HEAVY_ROWID(block_id, c) (((int64_t)(block_id) << 6) | (int64_t)(c))
 #define FL__ZSTD_LEVEL 1
 #define FL__MAX_VALUE_DEPTH 128 /* nesting of arrays/kvlists accepted and decoded */
 #define FL__STREAM_MAX 32
 #define FL__SEARCH_MAX_LIMIT 10000 /* traces per search, whatever the query asks */
-#define FL__BLOB_VERSION 1
+/* Blob version 2 (written): 1024-row heavy chunks, string references 0 = "the next new
+ * string of the table", k = string k - 1. Version 1 (still read): 512-row chunks, string
+ * references are table indexes. */
+#define FL__BLOB_VERSION 2
 
 /* ---------------------------------------------------------------- growable byte stream */
 
@@ -191,6 +195,7 @@ enum { FL__CODEC_RAW = 0, FL__CODEC_ZSTD = 1 };
 
 /** Streams decoded from a blob; pointers refer to the scratch buffer given to unpack. */
 typedef struct fl__streams {
+    int version; /**< the blob's version (1 or FL__BLOB_VERSION) */
     int n;
     const uint8_t *p[FL__STREAM_MAX];
     size_t len[FL__STREAM_MAX];
@@ -285,6 +290,7 @@ int fl__enc_block(fl__enc_t *e, const fl__row_t *rows, size_t n, fl__sb_t *light
  *  order; the trace directory lists the distinct traces (ascending) and their rows. */
 typedef struct fl__light {
     uint32_t n;
+    uint32_t chunk_rows;      /* rows per heavy chunk (by blob version) */
     uint32_t n_runs;          /* distinct traces */
     const uint8_t *trace_ids; /* n_runs x 16, ascending */
     uint32_t *run_start;      /* n_runs + 1: trace k's rows are trace_rows[run_start[k] ..] */

@@ -432,15 +432,15 @@ static int read_trace_block(fl__reader_t *r, int64_t id, const uint8_t trace[16]
     uint32_t *rel = ids + 2 * k;
     /* Only the heavy chunks that hold the trace's rows are read. */
     for (size_t j = 0; j < k && rc == FL_OK;) {
-        uint32_t c = rows[j] / FL__HEAVY_CHUNK;
+        uint32_t cr = L->chunk_rows, c = rows[j] / cr;
         size_t je = j;
-        while (je < k && rows[je] / FL__HEAVY_CHUNK == c) {
-            rel[je] = rows[je] - c * FL__HEAVY_CHUNK;
+        while (je < k && rows[je] / cr == c) {
+            rel[je] = rows[je] - c * cr;
             je++;
         }
-        uint32_t n_c = L->n - c * FL__HEAVY_CHUNK;
-        if (n_c > FL__HEAVY_CHUNK)
-            n_c = FL__HEAVY_CHUNK;
+        uint32_t n_c = L->n - c * cr;
+        if (n_c > cr)
+            n_c = cr;
         sqlite3_bind_int64(r->block_heavy, 1, FL__HEAVY_ROWID(id, c));
         int src = sqlite3_step(r->block_heavy);
         if (src == SQLITE_ROW)

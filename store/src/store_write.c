@@ -1055,24 +1055,25 @@ static int read_block_rows(fl__writer_t *w, int64_t id, fl_arena_t *a, fl_span_t
                               .name_id = L->name[i]};
     }
     uint32_t all[FL__HEAVY_CHUNK], res[FL__HEAVY_CHUNK], scope[FL__HEAVY_CHUNK];
+    uint32_t cr = L->chunk_rows; /* <= FL__HEAVY_CHUNK */
     for (uint32_t i = 0; i < FL__HEAVY_CHUNK; i++)
         all[i] = i;
-    for (uint32_t c = 0; c * FL__HEAVY_CHUNK < n && rc == FL_OK; c++) {
-        uint32_t n_c = n - c * FL__HEAVY_CHUNK;
-        if (n_c > FL__HEAVY_CHUNK)
-            n_c = FL__HEAVY_CHUNK;
+    for (uint32_t c = 0; c * cr < n && rc == FL_OK; c++) {
+        uint32_t n_c = n - c * cr;
+        if (n_c > cr)
+            n_c = cr;
         sqlite3_bind_int64(w->block_heavy, 1, FL__HEAVY_ROWID(id, c));
         src = sqlite3_step(w->block_heavy);
         if (src == SQLITE_ROW)
             rc = fl__dec_heavy(w->dec, sqlite3_column_blob(w->block_heavy, 0),
                                (size_t)sqlite3_column_bytes(w->block_heavy, 0), n_c, all, n_c, a,
-                               spans + c * FL__HEAVY_CHUNK, res, scope);
+                               spans + c * cr, res, scope);
         else
             rc = src == SQLITE_DONE ? FL_ERR_STORE_CORRUPT : fl__sql_err(src);
         fl__done(w->block_heavy);
         for (uint32_t i = 0; rc == FL_OK && i < n_c; i++) {
-            rows[c * FL__HEAVY_CHUNK + i].res_id = res[i];
-            rows[c * FL__HEAVY_CHUNK + i].scope_id = scope[i];
+            rows[c * cr + i].res_id = res[i];
+            rows[c * cr + i].scope_id = scope[i];
         }
     }
     *n_out = n;

@@ -11,6 +11,8 @@
 
 #include "test_store_util.h"
 
+#include <sqlite3.h>
+
 #define N_TRACES 260
 #define MAX_SPANS_PER_TRACE 40
 
@@ -561,11 +563,113 @@ static void test_store_prop_tiny_window(void **state)
         run_property(seed, 3);
 }
 
+/* ---------------------------------------------------------------- an older format */
+
+#define V1_SEED 21
+#define V1_FIXTURE "store-v1/prop-seed21.db"
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* How many light / heavy blobs of the database start with blob version v. */
+static void count_versions(const char *path, int v, int64_t *light, int64_t *heavy)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    const char *q[2] = {"SELECT count(*) FROM blocks WHERE hex(substr(light, 1, 1)) = ?1",
+                        "SELECT count(*) FROM block_heavy WHERE hex(substr(data, 1, 1)) = ?1"};
+    int64_t *out[2] = {light, heavy};
+    char hex[8];
+    snprintf(hex, sizeof(hex), "%02X", v);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(sqlite3_prepare_v2(db, q[i], -1, &st, NULL), SQLITE_OK);
+        sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        *out[i] = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+}
+
+/* A database written with blob version 1 (512-row heavy chunks, string references by table
+ * index) by the store as it was before version 2 is read back exactly; new spans then go
+ * into version-2 blocks beside it (and merges re-encode old small blocks), and every span
+ * of both sets reads back. FL_STORE_V1_WRITE=path writes the fixture instead (run at the
+ * commit before version 2 to make tests/data/store-v1/). */
+static void test_store_prop_reads_v1(void **state)
+{
+    (void)state;
+    model_t m = {0}, m2 = {0};
+    build_model(&m, V1_SEED);
+    tsu_db_t db;
+    assert_int_equal(tsu_db_init(&db), 0);
+    fl_store_opts_t o = {.max_group_spans = 700};
+    totals_t tot = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    fl_store_t *s;
+    const char *out = getenv("FL_STORE_V1_WRITE");
+    if (out) {
+        assert_non_null(s = tsu_open(&db, &o));
+        submit_all(s, &m, V1_SEED, &tot);
+        assert_int_equal(tot.failed, 0);
+        fl_store_close(s); /* checkpoints: everything is in the main file */
+        copy_file(db.path, out);
+        goto done;
+    }
+    copy_file(FL_TEST_DATA_DIR "/" V1_FIXTURE, db.path);
+    int64_t l1, h1, l2, h2;
+    count_versions(db.path, 1, &l1, &h1);
+    count_versions(db.path, 2, &l2, &h2);
+    assert_true(l1 > 0 && h1 > l1); /* blocks of more than 512 rows: several chunks */
+    assert_int_equal(l2 + h2, 0);
+
+    assert_non_null(s = tsu_open(&db, &o));
+    check_all_traces(s, &m);
+    check_searches(s, &m, V1_SEED);
+    build_model(&m2, V1_SEED + 1);
+    for (size_t t = 0; t < m2.n_traces; t++) /* traces of their own (the models share ids) */
+        m2.traces[t][0] ^= 0xa5;
+    for (size_t i = 0; i < m2.n; i++)
+        m2.spans[i].trace_id[0] ^= 0xa5;
+    for (size_t i = 0; i < m2.n_submit; i++) /* and the re-sent copies */
+        if (m2.submit[i] < m2.spans || m2.submit[i] >= m2.spans + m2.n)
+            m2.submit[i]->trace_id[0] ^= 0xa5;
+    submit_all(s, &m2, V1_SEED + 1, &tot);
+    assert_int_equal(tot.failed, 0);
+    fl_store_stats_t st;
+    fl_store_stats(s, &st);
+    assert_true(st.compactions > 0); /* the old trailing small blocks were merged */
+    check_all_traces(s, &m);
+    check_all_traces(s, &m2);
+    fl_store_close(s);
+    count_versions(db.path, 2, &l2, &h2);
+    assert_true(l2 > 0 && h2 >= l2);
+    assert_non_null(s = tsu_open(&db, &o));
+    check_all_traces(s, &m);
+    check_all_traces(s, &m2);
+    fl_store_close(s);
+    free_model(&m2);
+done:
+    tsu_db_remove(&db);
+    free_model(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_prop_big_window),
         cmocka_unit_test(test_store_prop_tiny_window),
+        cmocka_unit_test(test_store_prop_reads_v1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
