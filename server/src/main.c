@@ -227,7 +227,7 @@ static int serve(const fl_config_t *cfg)
     so.synchronous_full = cfg->synchronous_full;
     so.retention_ns = cfg->retention;
     so.max_db_bytes = cfg->max_db_size;
-    /* Sized for the memory bound (RSS <= 256 MiB): 16 MiB of dedup keys, 32 MiB of page
+    /* Sized for the memory bound (RSS <= 256 MiB): 14 MiB of dedup keys, 32 MiB of page
      * cache for the writer; reads still merge older duplicates. */
     so.dedup_window_spans = 1000000;
     so.cache_mib = 32;

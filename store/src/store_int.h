@@ -396,8 +396,10 @@ typedef struct fl__dedup {
     uint64_t *slots;
     size_t cap;
     size_t gen_size;
-    size_t gen_count[4];
+    size_t gen_count[8];
     unsigned cur;
+    size_t sweep_pos;  /* next slot the running sweep looks at; cap: none running */
+    size_t sweep_step; /* slots swept per insert */
 } fl__dedup_t;
 
 int fl__dedup_init(fl__dedup_t *d, size_t window);

@@ -408,6 +408,51 @@ static void test_store_dedup_batch_group_reopen(void **state)
     assert_int_equal(n, 5);
 }
 
+/* The ingest window remembers at least the last dedup_window_spans keys while the oldest
+ * generation is swept out a few slots per insert: every span re-sent from the last window
+ * is a duplicate at every point of many generations, and one from far beyond it is not. */
+static void test_store_dedup_window(void **state)
+{
+    fixture_t *f = *state;
+    const size_t window = 600, total = 9000, per_batch = 150;
+    fl_store_opts_t o = {.dedup_window_spans = window};
+    reopen(f, &o);
+    const fl_resource_t *res = tsu_resource(f->m, "svc");
+    fl_span_t *sp = calloc(total, sizeof(*sp));
+    assert_non_null(sp);
+    for (size_t i = 0; i < total; i++)
+        tsu_span(f->m, &sp[i], 7000 + i / 5, i + 1, 0, res, NULL, "op", 5000 + i, 10, 0);
+    uint64_t rng = 42;
+    tsu_done_t d;
+    for (size_t sent = 0; sent < total; sent += per_batch) {
+        fl_span_batch_t *b = tsu_batch(per_batch);
+        for (size_t k = 0; k < per_batch; k++)
+            b->spans[k] = sp[sent + k];
+        assert_int_equal(tsu_put(f->s, b, &d), FL_OK);
+        assert_int_equal(d.stored, per_batch);
+        /* 40 random spans of the last window, re-sent: all duplicates. */
+        size_t upto = sent + per_batch, from = upto > window ? upto - window : 0;
+        b = tsu_batch(40);
+        for (size_t k = 0; k < 40; k++)
+            b->spans[k] = sp[from + (size_t)tsu_below(&rng, upto - from)];
+        assert_int_equal(tsu_put(f->s, b, &d), FL_OK);
+        assert_int_equal(d.stored, 0);
+        assert_int_equal(d.dups, 40);
+    }
+    /* The first 1000 are long gone from the window (at most 7/6 of it is held): stored
+     * again (reads still show each span once). */
+    fl_span_batch_t *b = tsu_batch(1000);
+    for (size_t k = 0; k < 1000; k++)
+        b->spans[k] = sp[k];
+    assert_int_equal(tsu_put(f->s, b, &d), FL_OK);
+    assert_int_equal(d.stored, 1000);
+    fl_span_t *got;
+    size_t n;
+    assert_int_equal(fl_store_get_trace(f->s, sp[0].trace_id, f->a, &got, &n), FL_OK);
+    assert_int_equal(n, 5);
+    free(sp);
+}
+
 static void test_store_dedup_at_read(void **state)
 {
     fixture_t *f = *state;
@@ -1008,6 +1053,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_roundtrip_every_field, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_roundtrip_edge_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_dedup_batch_group_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_dedup_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_dedup_at_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_search_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_search_newest_across_blocks, setup, teardown),
