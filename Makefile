@@ -13,7 +13,7 @@ DEB_PKGS = build-essential cmake pkg-config libuv1-dev libnghttp2-dev libssl-dev
            libhttp-parser-dev zlib1g-dev libzstd-dev libsnappy-dev libjansson-dev \
            curl openssl ca-certificates clang libclang-rt-14-dev zstd python3 valgrind
 
-.PHONY: all deps deps-apt deps-npm build build-asan run test test-unit test-asan test-tsan demo bench fuzz reliability eval clean help
+.PHONY: all deps deps-apt deps-npm build build-asan run test test-unit test-asan test-tsan demo bench fuzz fuzz-build reliability eval clean help
 
 all: build
 
@@ -110,8 +110,10 @@ $(FUZZ_BUILD)/CMakeCache.txt:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFL_FUZZ=ON \
 	  -DFL_BUILD_TESTS=OFF -DFL_SANITIZE=address,undefined
 
-fuzz: deps-apt $(FUZZ_BUILD)/CMakeCache.txt
+fuzz-build: deps-apt $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) --target fuzz-targets -j $(JOBS)
+
+fuzz: fuzz-build
 	FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 # Root-cause accuracy and time to detect on the scenario suite, then on the Nezha data.
@@ -119,8 +121,8 @@ eval: build
 	./tools/eval/scenarios.sh $(BUILD)
 
 # One table: fuzzing, bad inputs, kill -9 survival, overload, sanitizers, valgrind.
-# Run `make test` (for the ASan log) and `make fuzz` (for the fuzz build) first.
-reliability: build build-asan
+# Run `make test` first (for the ASan log); the fuzz targets are built here.
+reliability: build build-asan fuzz-build
 	FUZZ_BUILD=$(FUZZ_BUILD) ASAN_BUILD=$(BUILD_ASAN) ./tools/reliability/run.sh $(BUILD)
 
 clean:
