@@ -11,7 +11,6 @@ typedef struct chunk {
     struct chunk *next;
     size_t size; /* usable bytes after the header */
     size_t used;
-    int mapped; /* from mmap (see chunk_new) */
     /* data follows, 16-aligned */
 } chunk_t;
 
@@ -39,10 +38,11 @@ typedef struct chunk {
 /* Chunks of BIG_CHUNK bytes or more are mapped with mmap and unmapped when freed. From
  * malloc, the decoded batches of the ingest path (a ~1 MiB chunk each, allocated by a
  * decode thread and freed by the writer) left holes that malloc's per-thread heaps kept:
- * at 3x overload the server peaked at 272 MiB of RSS for ~110 MiB of live data; mapped,
- * 183 MiB (issue 7). The batch arena pool (span.c) keeps recent chunks warm, so the
- * steady state maps nothing. Sanitizer builds keep malloc, so ASan still sees every
- * chunk. */
+ * after every ingest phase and 3x overload the server peaked at 272 MiB of RSS, where
+ * heaptrack saw ~110 MiB in use at the peak of a shorter run of the same phases; mapped
+ * (with the server's once-a-second malloc_trim), 197 MiB (issue 7). The batch arena pool
+ * (span.c) keeps recent chunks warm, so the steady state maps nothing. Sanitizer and fuzz
+ * builds keep malloc, so ASan still sees every chunk. */
 #define BIG_CHUNK (256u * 1024)
 #if defined(FL_ARENA_ASAN) || defined(FL_FUZZ_ALLOC_FAIL)
 #define FL_ARENA_MAP 0
@@ -50,15 +50,18 @@ typedef struct chunk {
 #define FL_ARENA_MAP 1
 #endif
 
+static int chunk_mapped(size_t size)
+{
+    return FL_ARENA_MAP && size >= BIG_CHUNK;
+}
+
 static chunk_t *chunk_new(size_t size)
 {
     chunk_t *c;
-    int mapped = 0;
-    if (FL_ARENA_MAP && size >= BIG_CHUNK) {
+    if (chunk_mapped(size)) {
         void *p =
             mmap(NULL, HDR + size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         c = p == MAP_FAILED ? NULL : p;
-        mapped = 1;
     } else {
         c = malloc(HDR + size);
     }
@@ -66,14 +69,13 @@ static chunk_t *chunk_new(size_t size)
         return NULL;
     c->size = size;
     c->used = 0;
-    c->mapped = mapped;
     return c;
 }
 
 static void chunk_free(chunk_t *c)
 {
     UNPOISON((char *)c + HDR, c->size);
-    if (c->mapped)
+    if (chunk_mapped(c->size))
         munmap(c, HDR + c->size);
     else
         free(c);

@@ -326,7 +326,8 @@ static int serve(const fl_config_t *cfg)
 
     /* This thread has nothing else to do: once a second it hands the free pages in
      * malloc's heaps back to the system, so the RSS after a burst falls back to what is in
-     * use (after 3x overload: 244 MiB -> 130 MiB, issue 7); a trim takes a few ms. */
+     * use (after 3x overload: 244 MiB -> 135 MiB, issue 7); a trim took 0.2 ms (median)
+     * and 3 ms at most at 365k spans/s. */
     int sig;
     for (;;) {
         struct timespec tick = {1, 0};

@@ -62,6 +62,12 @@ uint64_t fl__hash_bytes(const void *data, size_t len, uint64_t seed)
 
 /* ---------------------------------------------------------------- blob container */
 
+/* Versions this reader decodes: 1 (older databases) up to the one it writes. */
+static int version_ok(int version)
+{
+    return version >= 1 && version <= FL__BLOB_VERSION;
+}
+
 int fl__blob_pack(ZSTD_CCtx *cctx, fl__sb_t *const *streams, int n, uint32_t raw_mask,
                   fl__sb_t *out)
 {
@@ -127,7 +133,7 @@ int fl__blob_unpack(ZSTD_DCtx *dctx, const void *blob, size_t len, fl__sb_t *scr
 
     fl__rd_init(&r, blob, len);
     int version = fl__rd_u8(&r);
-    if (version < 1 || version > FL__BLOB_VERSION)
+    if (!version_ok(version))
         return FL_ERR_STORE_CORRUPT;
     st->version = version;
     uint64_t n = fl__rd_varint(&r);
@@ -1375,8 +1381,7 @@ int fl__dec_find_trace(fl__dec_t *d, const void *blob, size_t len, const uint8_t
     (void)d;
     *found = 0;
     fl__rd_init(&r, blob, len);
-    uint8_t version = fl__rd_u8(&r);
-    if (version < 1 || version > FL__BLOB_VERSION)
+    if (!version_ok(fl__rd_u8(&r)))
         return FL_ERR_STORE_CORRUPT;
     uint64_t n = fl__rd_varint(&r);
     if (r.err || n < 1 || n > FL__STREAM_MAX)
@@ -1528,10 +1533,12 @@ typedef struct hcur {
 static int get_str(hcur_t *c, int stream, fl_str_t *out)
 {
     uint64_t idx = fl__rd_varint(&c->r[stream]);
-    if (c->new_refs && idx == 0)
-        idx = c->next_new++;
-    else if (c->new_refs && idx-- > c->next_new)
-        return FL_ERR_STORE_CORRUPT; /* a string not in the table yet */
+    if (c->new_refs) {
+        if (idx == 0)
+            idx = c->next_new++;
+        else if (--idx >= c->next_new)
+            return FL_ERR_STORE_CORRUPT; /* a string not in the table yet */
+    }
     if (c->r[stream].err || idx >= c->n_str)
         return FL_ERR_STORE_CORRUPT;
     if (!c->a)

@@ -349,14 +349,8 @@ static void dd_sweep(fl__dedup_t *d, size_t end)
 
 static void dd_rotate(fl__dedup_t *d)
 {
-    unsigned tag = (d->cur + 1) & DD_TAG_MASK;
     if (d->sweep_pos < d->cap) /* normally done already: the pass is paced to the fill */
         dd_sweep(d, d->cap);
-    if (d->gen_count[tag]) { /* cannot happen (see dd_sweep); a full pass settles it */
-        d->sweep_pos = 0;
-        dd_sweep(d, d->cap);
-        d->gen_count[tag] = 0;
-    }
     d->cur = (d->cur + 1) & DD_TAG_MASK;
     d->gen_count[d->cur] = 0;
     /* The oldest kept generation now starts its sweep. */

@@ -305,6 +305,13 @@ typedef struct fl__light {
     int32_t *status;
 } fl__light_t;
 
+/** Rows in heavy chunk c of the block L describes. */
+static inline uint32_t fl__light_chunk_len(const fl__light_t *L, uint32_t c)
+{
+    uint32_t left = L->n - c * L->chunk_rows;
+    return left < L->chunk_rows ? left : L->chunk_rows;
+}
+
 typedef struct fl__dec fl__dec_t;
 
 fl__dec_t *fl__dec_new(void);

@@ -438,9 +438,7 @@ static int read_trace_block(fl__reader_t *r, int64_t id, const uint8_t trace[16]
             rel[je] = rows[je] - c * cr;
             je++;
         }
-        uint32_t n_c = L->n - c * cr;
-        if (n_c > cr)
-            n_c = cr;
+        uint32_t n_c = fl__light_chunk_len(L, c);
         sqlite3_bind_int64(r->block_heavy, 1, FL__HEAVY_ROWID(id, c));
         int src = sqlite3_step(r->block_heavy);
         if (src == SQLITE_ROW)

@@ -1059,9 +1059,7 @@ static int read_block_rows(fl__writer_t *w, int64_t id, fl_arena_t *a, fl_span_t
     for (uint32_t i = 0; i < FL__HEAVY_CHUNK; i++)
         all[i] = i;
     for (uint32_t c = 0; c * cr < n && rc == FL_OK; c++) {
-        uint32_t n_c = n - c * cr;
-        if (n_c > cr)
-            n_c = cr;
+        uint32_t n_c = fl__light_chunk_len(L, c);
         sqlite3_bind_int64(w->block_heavy, 1, FL__HEAVY_ROWID(id, c));
         src = sqlite3_step(w->block_heavy);
         if (src == SQLITE_ROW)
