@@ -485,28 +485,7 @@ static void test_e2e_demo_traceparent(void **state)
     assert_string_equal(json_string_value(json_object_get(a.json, "trace_id")), tid);
     json_decref(a.json);
     /* The caller's span is not stored, so the root is the checkout span under it. */
-    char path[96];
-    snprintf(path, sizeof(path), "/api/traces/%s", tid);
-    json_t *spans = NULL;
-    for (int k = 0; k < 150 && !spans; k++) {
-        int st;
-        json_t *t = fl_test_get_json(srv.api_port, path, &st);
-        json_t *sp = json_object_get(t, "spans");
-        size_t i;
-        json_t *s;
-        int fraud = 0, stock = 0;
-        json_array_foreach(sp, i, s)
-        {
-            fraud |= strcmp(sget(s, "service"), "fraud") == 0;
-            stock |= strcmp(sget(s, "service"), "stock") == 0;
-        }
-        if (fraud && stock)
-            spans = json_incref(sp);
-        json_decref(t);
-        if (!spans)
-            sleep_ms(100);
-    }
-    assert_non_null(spans);
+    json_t *spans = wait_trace(tid, ALL);
     json_t *root = find(spans, "checkout", "server", 2, "POST /checkout");
     assert_non_null(root);
     assert_string_equal(sget(root, "parent_span_id"), "00f067aa0ba902b7");
@@ -636,20 +615,8 @@ static void test_e2e_demo_timeout(void **state)
     assert_int_equal(a.status, 504);
     assert_true(a.ms >= 300);
     json_decref(a.json);
-    json_t *spans = NULL;
-    char path[96];
-    snprintf(path, sizeof(path), "/api/traces/%s", "0af7651916cd43dd8448eb211c80319c");
-    for (int k = 0; k < 150 && !spans; k++) {
-        int st;
-        json_t *t = fl_test_get_json(srv.api_port, path, &st);
-        json_t *sp = json_object_get(t, "spans");
-        if (find(sp, "fraud", "server", 2, "") && find(sp, "checkout", "server", 2, ""))
-            spans = json_incref(sp);
-        json_decref(t);
-        if (!spans)
-            sleep_ms(100);
-    }
-    assert_non_null(spans);
+    const char *const want[] = {"checkout", "payment", "fraud", NULL};
+    json_t *spans = wait_trace("0af7651916cd43dd8448eb211c80319c", want);
     json_t *fraud = find(spans, "fraud", "server", 2, "");
     assert_true(is_error(fraud));
     assert_true(dur_ms(fraud) >= 300);
@@ -681,19 +648,8 @@ static void test_e2e_demo_intermittent(void **state)
     a = call(svc_port[CHECKOUT], "POST", "/checkout", ORDER, h, 1);
     assert_int_equal(a.status, 502);
     json_decref(a.json);
-    json_t *spans = NULL;
-    for (int k = 0; k < 150 && !spans; k++) {
-        int st;
-        json_t *t =
-            fl_test_get_json(srv.api_port, "/api/traces/11111111111111111111111111111111", &st);
-        json_t *sp = json_object_get(t, "spans");
-        if (find(sp, "stock", "server", 2, "") && find(sp, "checkout", "server", 2, ""))
-            spans = json_incref(sp);
-        json_decref(t);
-        if (!spans)
-            sleep_ms(100);
-    }
-    assert_non_null(spans);
+    const char *const want[] = {"checkout", "inventory", "stock", NULL};
+    json_t *spans = wait_trace("11111111111111111111111111111111", want);
     json_t *stock = find(spans, "stock", "server", 2, "");
     assert_true(is_error(stock));
     assert_int_equal(json_integer_value(attr(stock, "http.response.status_code")), 503);
