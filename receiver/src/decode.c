@@ -60,7 +60,7 @@ int fl_otlp_decode_traces_ex(const uint8_t *body, size_t len, int format, int ma
     batch->rejected = 0;
     batch->reject_msg = NULL;
     if (format == FL_OTLP_PROTOBUF)
-        return fl__pb_decode_traces(body, len, max_depth, batch, err, errlen);
+        return fl__pb_decode_traces(body, len, max_depth, 0, batch, err, errlen);
     if (format == FL_OTLP_JSON)
         return fl__json_decode_traces(body, len, max_depth, batch, err, errlen);
     return fl__errf(err, errlen, FL_ERR_INVALID, "unknown format %d", format);

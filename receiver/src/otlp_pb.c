@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* OTLP protobuf decoding: prescan, protobuf-c unpack into the batch's arena, conversion to
- * the span model with per-span validation, item counting for logs and metrics, and a
- * descriptor-driven diagnosis that names the field where an unpack failed. */
+/* OTLP protobuf decoding: prescan, a walk of the request envelope, spans decoded straight
+ * from the wire into the span model (protobuf-c for the rare span that needs merging, and
+ * for resources and scopes) with per-span validation, item counting for logs and metrics,
+ * and a descriptor-driven diagnosis that names the field where a decode failed. */
 #include "receiver_int.h"
 
 #include <opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h>
 #include <opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h>
 #include <opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h>
+#include <limits.h>
 #include <string.h>
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue pb_any_t;
@@ -201,8 +203,9 @@ static int unpack_failed(const fl__pb_alloc_t *al, const ProtobufCMessageDescrip
 
 /* ---------------------------------------------------------------- conversion */
 
-/* Spans are unpacked one at a time into a scratch arena that is reset after each, so the
- * bulky protobuf-c structures never pile up; their strings and bytes are copied into the
+/* Spans are decoded from the wire (see "direct span decode" below); the few that protobuf-c
+ * must unpack go one at a time through a scratch arena that is reset after each, so the
+ * bulky protobuf-c structures never pile up. Span strings and bytes are copied into the
  * batch arena (copy = 1). Resources and scopes are unpacked straight into the batch arena
  * and referenced in place (copy = 0). Copies go to a byte pool carved from the arena, so
  * small strings are not rounded up to the arena's 16-byte alignment. */
@@ -349,54 +352,539 @@ static inline int zero_id(const uint8_t *p, size_t n)
     return (a | b) == 0;
 }
 
-/* Why a span's ids make it invalid, or NULL. */
-static const char *check_ids(const pb_span_t *s, char *buf, size_t buflen)
+/* ---------------------------------------------------------------- direct span decode */
+
+/* A Span is decoded straight from the wire into the span model: one pass counts the
+ * repeated fields (attributes, events, links; the values of a list), one fills them, and
+ * strings are copied once, into the batch's pool. Against a protobuf-c unpack followed by
+ * conv_span, decoding fell from ~30 % to ~19 % of the server's CPU at max rate, and spans
+ * per CPU-second rose by about a quarter. The wire rules are protobuf-c's, so the two
+ * decoders accept and refuse the same bytes: a key of at most 5 bytes whose first byte
+ * names a field (a longer spelling of field 0 is an unknown field), varints of at most 10
+ * bytes, length prefixes of at most 5 bytes and at most INT_MAX, no groups, a known field
+ * with the wrong wire type is an error except a bool, which protobuf-c reads from any wire
+ * type. A oneof member replaces the previous one. What protobuf-c resolves by merging messages —
+ * a singular message field sent twice (Span.status, KeyValue.value) — the fast path does
+ * not attempt: it answers WIRE_SLOW and the span goes through protobuf-c, so the result is
+ * the same by construction. One difference is deliberate: protobuf-c hands strings back
+ * NUL-terminated and conv_span measures them with strlen, which cut a string at an
+ * embedded U+0000; the fast path keeps the whole string, as the JSON decoder does. */
+
+enum { WIRE_OK = 0, WIRE_SLOW = 1, WIRE_BAD = -1, WIRE_NOMEM = -2 };
+
+typedef struct wfield {
+    uint32_t num;
+    unsigned wt;
+    uint64_t v;        /* varint, fixed64 or fixed32 value */
+    int nz;            /* a nonzero payload bit in the value as read: protobuf-c's bool */
+    const uint8_t *at; /* length-delimited value */
+    size_t len;
+} wfield_t;
+
+static inline int wire_varint(const uint8_t **pp, const uint8_t *end, unsigned maxb, uint64_t *v,
+                              int *nz)
 {
-    if (s->trace_id.len != 16) {
-        if (s->trace_id.len == 0)
+    const uint8_t *p = *pp;
+    uint64_t r = 0;
+    unsigned any = 0;
+    for (unsigned k = 0; k < maxb && p < end; k++) {
+        uint8_t b = *p++;
+        r |= (uint64_t)(b & 0x7f) << (7 * k);
+        any |= b & 0x7fu;
+        if (!(b & 0x80)) {
+            *pp = p;
+            *v = r;
+            *nz = any != 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The next field of [*pp, end): 1 read, 0 end, -1 malformed. */
+static inline int wire_field(const uint8_t **pp, const uint8_t *end, wfield_t *f)
+{
+    const uint8_t *p = *pp;
+    if (p >= end)
+        return 0;
+    uint8_t b = *p++;
+    if ((b & 0xf8) == 0)
+        return -1;
+    f->at = NULL;
+    f->len = 0;
+    f->nz = 0;
+    f->wt = b & 7u;
+    f->num = (uint32_t)(b & 0x7f) >> 3;
+    if (b & 0x80) {
+        unsigned shift = 4;
+        for (int k = 1; k < 5 && p < end; k++, shift += 7) {
+            b = *p++;
+            f->num |= (uint32_t)(b & 0x7f) << shift;
+            if (!(b & 0x80))
+                break;
+        }
+        if (p[-1] & 0x80)
+            return -1; /* more than 5 bytes, or cut short */
+    }
+    switch (f->wt) {
+    case 0:
+        if (wire_varint(&p, end, 10, &f->v, &f->nz) < 0)
+            return -1;
+        break;
+    case 1:
+        if (end - p < 8)
+            return -1;
+        memcpy(&f->v, p, 8);
+        f->nz = (f->v & 0x7f7f7f7f7f7f7f7full) != 0;
+        p += 8;
+        break;
+    case 5: {
+        uint32_t w;
+        if (end - p < 4)
+            return -1;
+        memcpy(&w, p, 4);
+        f->v = w;
+        f->nz = (w & 0x7f7f7f7fu) != 0;
+        p += 4;
+        break;
+    }
+    case 2:
+        if (wire_varint(&p, end, 5, &f->v, &f->nz) < 0 || f->v > INT_MAX ||
+            f->v > (uint64_t)(end - p))
+            return -1;
+        f->at = p;
+        f->len = (size_t)f->v;
+        f->nz = f->len != 0;
+        p += f->len;
+        break;
+    default:
+        return -1;
+    }
+    *pp = p;
+    return 1;
+}
+
+/* How many fields numbered num (up to three numbers) the message holds. */
+static int wire_count(const uint8_t *p, size_t len, const uint32_t *num, size_t *count, int k)
+{
+    const uint8_t *end = p + len;
+    wfield_t f;
+    int r;
+    for (int j = 0; j < k; j++)
+        count[j] = 0;
+    while ((r = wire_field(&p, end, &f)) == 1)
+        for (int j = 0; j < k; j++)
+            count[j] += f.num == num[j];
+    return r < 0 ? WIRE_BAD : WIRE_OK;
+}
+
+static void *wire_array(conv_t *cv, size_t n, size_t size)
+{
+    return n ? fl_arena_alloc(cv->arena, n * size) : NULL;
+}
+
+/* A string or bytes field: the whole value, copied. */
+static inline int wire_str(conv_t *cv, const wfield_t *f, fl_str_t *out)
+{
+    if (f->wt != 2)
+        return WIRE_BAD;
+    *out = conv_bytes(cv, f->at, f->len);
+    return cv->nomem ? WIRE_NOMEM : WIRE_OK;
+}
+
+static int wire_kvs(conv_t *cv, const uint8_t *p, size_t len, uint32_t num, fl_attrs_t *out);
+
+static int wire_value(conv_t *cv, const uint8_t *p, size_t len, fl_value_t *out)
+{
+    const uint8_t *end = p + len;
+    wfield_t f;
+    int r, rc;
+    out->type = FL_VAL_EMPTY;
+    while ((r = wire_field(&p, end, &f)) == 1) {
+        /* protobuf-c reads a bool from any wire type: nonzero bits anywhere in the value
+         * (with a length prefix: a nonzero length) make it true */
+        unsigned want = f.num == 3 || f.num == 8 ? 0u : f.num == 4 ? 1u : 2u;
+        if (f.num >= 1 && f.num <= 8 && f.num != 2 && f.wt != want)
+            return WIRE_BAD;
+        switch (f.num) {
+        case 1:
+        case 7:
+            out->type = f.num == 1 ? FL_VAL_STRING : FL_VAL_BYTES;
+            if ((rc = wire_str(cv, &f, &out->u.str)) != WIRE_OK)
+                return rc;
+            break;
+        case 2:
+            out->type = FL_VAL_BOOL;
+            out->u.b = f.nz;
+            break;
+        case 3:
+            out->type = FL_VAL_INT;
+            out->u.i = (int64_t)f.v;
+            break;
+        case 4:
+            out->type = FL_VAL_DOUBLE;
+            memcpy(&out->u.d, &f.v, sizeof(double));
+            break;
+        case 5: {
+            size_t n;
+            const uint32_t one = 1;
+            if (wire_count(f.at, f.len, &one, &n, 1) != WIRE_OK)
+                return WIRE_BAD;
+            fl_value_t *items = wire_array(cv, n, sizeof(*items));
+            if (n && !items)
+                return WIRE_NOMEM;
+            const uint8_t *q = f.at, *qend = f.at + f.len;
+            wfield_t g;
+            size_t k = 0;
+            while (wire_field(&q, qend, &g) == 1) {
+                if (g.num != 1)
+                    continue;
+                if (g.wt != 2)
+                    return WIRE_BAD;
+                if ((rc = wire_value(cv, g.at, g.len, &items[k++])) != WIRE_OK)
+                    return rc;
+            }
+            out->type = FL_VAL_ARRAY;
+            out->u.arr.items = items;
+            out->u.arr.n = n;
+            break;
+        }
+        case 6: {
+            fl_attrs_t kv;
+            if ((rc = wire_kvs(cv, f.at, f.len, 1, &kv)) != WIRE_OK)
+                return rc;
+            out->type = FL_VAL_KVLIST;
+            out->u.kv.items = kv.items;
+            out->u.kv.n = kv.n;
+            break;
+        }
+        case 8:
+            /* the profiles-only string table index: an empty value, as in conv_value */
+            out->type = FL_VAL_EMPTY;
+            break;
+        default:
+            break;
+        }
+    }
+    return r < 0 ? WIRE_BAD : WIRE_OK;
+}
+
+static int wire_kv(conv_t *cv, const uint8_t *p, size_t len, fl_kv_t *out)
+{
+    const uint8_t *end = p + len;
+    wfield_t f;
+    int r, rc, have_value = 0;
+    out->key = (fl_str_t){"", 0};
+    out->value.type = FL_VAL_EMPTY;
+    while ((r = wire_field(&p, end, &f)) == 1) {
+        if (f.num == 1) {
+            if ((rc = wire_str(cv, &f, &out->key)) != WIRE_OK)
+                return rc;
+        } else if (f.num == 2) {
+            if (f.wt != 2)
+                return WIRE_BAD;
+            if (have_value++)
+                return WIRE_SLOW; /* protobuf-c merges the two values */
+            if ((rc = wire_value(cv, f.at, f.len, &out->value)) != WIRE_OK)
+                return rc;
+        } else if (f.num == 3 && f.wt != 0) {
+            return WIRE_BAD; /* key_strindex, an int32 */
+        }
+    }
+    return r < 0 ? WIRE_BAD : WIRE_OK;
+}
+
+/* The KeyValue fields numbered num of a message. */
+static int wire_kvs(conv_t *cv, const uint8_t *p, size_t len, uint32_t num, fl_attrs_t *out)
+{
+    const uint8_t *end = p + len;
+    wfield_t f;
+    size_t n, k = 0;
+    int rc;
+    out->items = NULL;
+    out->n = 0;
+    if (wire_count(p, len, &num, &n, 1) != WIRE_OK)
+        return WIRE_BAD;
+    if (!n)
+        return WIRE_OK;
+    fl_kv_t *items = wire_array(cv, n, sizeof(*items));
+    if (!items)
+        return WIRE_NOMEM;
+    while (wire_field(&p, end, &f) == 1) {
+        if (f.num != num)
+            continue;
+        if (f.wt != 2)
+            return WIRE_BAD;
+        if ((rc = wire_kv(cv, f.at, f.len, &items[k++])) != WIRE_OK)
+            return rc;
+    }
+    out->items = items;
+    out->n = n;
+    return WIRE_OK;
+}
+
+static int wire_event(conv_t *cv, const uint8_t *p, size_t len, fl_event_t *out)
+{
+    const uint8_t *end = p + len;
+    wfield_t f;
+    int r, rc;
+    memset(out, 0, sizeof(*out));
+    out->name.ptr = "";
+    if ((rc = wire_kvs(cv, p, len, 3, &out->attrs)) != WIRE_OK)
+        return rc;
+    while ((r = wire_field(&p, end, &f)) == 1) {
+        if (f.num == 1) {
+            if (f.wt != 1)
+                return WIRE_BAD;
+            out->time_ns = f.v;
+        } else if (f.num == 2) {
+            if ((rc = wire_str(cv, &f, &out->name)) != WIRE_OK)
+                return rc;
+        } else if (f.num == 4) {
+            if (f.wt != 0)
+                return WIRE_BAD;
+            out->dropped_attrs = (uint32_t)f.v;
+        }
+    }
+    return r < 0 ? WIRE_BAD : WIRE_OK;
+}
+
+/* A span's ids as sent, for check_ids: the first link whose trace or span id has a bad
+ * length is remembered (bad_link is its index + 1). */
+typedef struct ids {
+    const uint8_t *trace, *span, *parent;
+    size_t trace_len, span_len, parent_len;
+    size_t bad_link, bad_link_len;
+    int bad_link_span; /* the span id was wrong, not the trace id */
+} ids_t;
+
+static void link_ids(ids_t *ids, size_t i, size_t trace_len, size_t span_len)
+{
+    if (ids->bad_link)
+        return;
+    if (trace_len != 0 && trace_len != 16) {
+        ids->bad_link = i + 1;
+        ids->bad_link_len = trace_len;
+        ids->bad_link_span = 0;
+    } else if (span_len != 0 && span_len != 8) {
+        ids->bad_link = i + 1;
+        ids->bad_link_len = span_len;
+        ids->bad_link_span = 1;
+    }
+}
+
+static int wire_link(conv_t *cv, const uint8_t *p, size_t len, fl_link_t *out, ids_t *ids,
+                     size_t index)
+{
+    const uint8_t *end = p + len;
+    wfield_t f;
+    int r, rc;
+    size_t tl = 0, sl = 0;
+    memset(out, 0, sizeof(*out));
+    out->trace_state.ptr = "";
+    if ((rc = wire_kvs(cv, p, len, 4, &out->attrs)) != WIRE_OK)
+        return rc;
+    while ((r = wire_field(&p, end, &f)) == 1) {
+        switch (f.num) {
+        case 1:
+        case 2:
+            if (f.wt != 2)
+                return WIRE_BAD;
+            if (f.num == 1 && (tl = f.len) == 16)
+                memcpy(out->trace_id, f.at, 16);
+            else if (f.num == 1)
+                memset(out->trace_id, 0, 16);
+            if (f.num == 2 && (sl = f.len) == 8)
+                memcpy(out->span_id, f.at, 8);
+            else if (f.num == 2)
+                memset(out->span_id, 0, 8);
+            break;
+        case 3:
+            if ((rc = wire_str(cv, &f, &out->trace_state)) != WIRE_OK)
+                return rc;
+            break;
+        case 5:
+            if (f.wt != 0)
+                return WIRE_BAD;
+            out->dropped_attrs = (uint32_t)f.v;
+            break;
+        case 6:
+            if (f.wt != 5)
+                return WIRE_BAD;
+            out->flags = (uint32_t)f.v;
+            break;
+        default:
+            if (f.num == 4 && f.wt != 2)
+                return WIRE_BAD;
+            break;
+        }
+    }
+    if (r < 0)
+        return WIRE_BAD;
+    link_ids(ids, index, tl, sl);
+    return WIRE_OK;
+}
+
+static int wire_status(conv_t *cv, const uint8_t *p, size_t len, fl_span_t *s)
+{
+    const uint8_t *end = p + len;
+    wfield_t f;
+    int r, rc;
+    while ((r = wire_field(&p, end, &f)) == 1) {
+        if (f.num == 2) {
+            if ((rc = wire_str(cv, &f, &s->status_message)) != WIRE_OK)
+                return rc;
+        } else if (f.num == 3) {
+            if (f.wt != 0)
+                return WIRE_BAD;
+            s->status_code = (int32_t)(uint32_t)f.v;
+        }
+    }
+    return r < 0 ? WIRE_BAD : WIRE_OK;
+}
+
+/* The wire types of Span's fields 1..16. */
+static const uint8_t span_wt[17] = {0, 2, 2, 2, 2, 2, 0, 1, 1, 2, 0, 2, 0, 2, 0, 2, 5};
+
+/* Decodes one Span into *s (ids into *ids, not yet into *s: the caller checks them). */
+static int wire_span(conv_t *cv, const uint8_t *p, size_t len, fl_span_t *s, ids_t *ids)
+{
+    static const uint32_t rep[3] = {9, 11, 13};
+    const uint8_t *end = p + len;
+    size_t n[3], na = 0, ne = 0, nl = 0;
+    wfield_t f;
+    int r, rc, have_status = 0;
+    memset(s, 0, sizeof(*s));
+    memset(ids, 0, sizeof(*ids));
+    s->trace_state.ptr = s->name.ptr = s->status_message.ptr = "";
+    if (wire_count(p, len, rep, n, 3) != WIRE_OK)
+        return WIRE_BAD;
+    s->attrs.items = wire_array(cv, n[0], sizeof(fl_kv_t));
+    s->events = wire_array(cv, n[1], sizeof(fl_event_t));
+    s->links = wire_array(cv, n[2], sizeof(fl_link_t));
+    if ((n[0] && !s->attrs.items) || (n[1] && !s->events) || (n[2] && !s->links))
+        return WIRE_NOMEM;
+    s->attrs.n = n[0];
+    s->n_events = n[1];
+    s->n_links = n[2];
+    while ((r = wire_field(&p, end, &f)) == 1) {
+        if (f.num == 0 || f.num > 16)
+            continue; /* unknown (a key can spell field 0 in more than one byte) */
+        if (f.wt != span_wt[f.num])
+            return WIRE_BAD;
+        rc = WIRE_OK;
+        switch (f.num) {
+        case 1:
+            ids->trace = f.at;
+            ids->trace_len = f.len;
+            break;
+        case 2:
+            ids->span = f.at;
+            ids->span_len = f.len;
+            break;
+        case 3:
+            rc = wire_str(cv, &f, &s->trace_state);
+            break;
+        case 4:
+            ids->parent = f.at;
+            ids->parent_len = f.len;
+            break;
+        case 5:
+            rc = wire_str(cv, &f, &s->name);
+            break;
+        case 6:
+            s->kind = (int32_t)(uint32_t)f.v;
+            break;
+        case 7:
+            s->start_ns = f.v;
+            break;
+        case 8:
+            s->end_ns = f.v;
+            break;
+        case 9:
+            rc = wire_kv(cv, f.at, f.len, &s->attrs.items[na++]);
+            break;
+        case 10:
+            s->dropped_attrs = (uint32_t)f.v;
+            break;
+        case 11:
+            rc = wire_event(cv, f.at, f.len, &s->events[ne++]);
+            break;
+        case 12:
+            s->dropped_events = (uint32_t)f.v;
+            break;
+        case 13:
+            rc = wire_link(cv, f.at, f.len, &s->links[nl], ids, nl);
+            nl++;
+            break;
+        case 14:
+            s->dropped_links = (uint32_t)f.v;
+            break;
+        case 15:
+            /* protobuf-c merges a second status into the first */
+            rc = have_status++ ? WIRE_SLOW : wire_status(cv, f.at, f.len, s);
+            break;
+        case 16:
+            s->flags = (uint32_t)f.v;
+            break;
+        default:
+            break;
+        }
+        if (rc != WIRE_OK)
+            return rc;
+    }
+    return r < 0 ? WIRE_BAD : WIRE_OK;
+}
+
+/* The ids of a span unpacked by protobuf-c. */
+static void pb_ids(const pb_span_t *s, ids_t *ids)
+{
+    memset(ids, 0, sizeof(*ids));
+    ids->trace = s->trace_id.data;
+    ids->trace_len = s->trace_id.len;
+    ids->span = s->span_id.data;
+    ids->span_len = s->span_id.len;
+    ids->parent = s->parent_span_id.data;
+    ids->parent_len = s->parent_span_id.len;
+    for (size_t i = 0; i < s->n_links; i++)
+        link_ids(ids, i, s->links[i]->trace_id.len, s->links[i]->span_id.len);
+}
+
+/* Why a span's ids make it invalid, or NULL. */
+static const char *check_ids(const ids_t *ids, char *buf, size_t buflen)
+{
+    if (ids->trace_len != 16) {
+        if (ids->trace_len == 0)
             return "traceId: missing trace id";
-        snprintf(buf, buflen, "traceId: expected 16 bytes, got %zu", s->trace_id.len);
+        snprintf(buf, buflen, "traceId: expected 16 bytes, got %zu", ids->trace_len);
         return buf;
     }
-    if (zero_id(s->trace_id.data, 16))
+    if (zero_id(ids->trace, 16))
         return "traceId: all-zero trace id";
-    if (s->span_id.len != 8) {
-        if (s->span_id.len == 0)
+    if (ids->span_len != 8) {
+        if (ids->span_len == 0)
             return "spanId: missing span id";
-        snprintf(buf, buflen, "spanId: expected 8 bytes, got %zu", s->span_id.len);
+        snprintf(buf, buflen, "spanId: expected 8 bytes, got %zu", ids->span_len);
         return buf;
     }
-    if (zero_id(s->span_id.data, 8))
+    if (zero_id(ids->span, 8))
         return "spanId: all-zero span id";
-    if (s->parent_span_id.len != 0 && s->parent_span_id.len != 8) {
-        snprintf(buf, buflen, "parentSpanId: expected 8 bytes, got %zu", s->parent_span_id.len);
+    if (ids->parent_len != 0 && ids->parent_len != 8) {
+        snprintf(buf, buflen, "parentSpanId: expected 8 bytes, got %zu", ids->parent_len);
         return buf;
     }
-    for (size_t i = 0; i < s->n_links; i++) {
-        const pb_link_t *l = s->links[i];
-        if (l->trace_id.len != 0 && l->trace_id.len != 16) {
-            snprintf(buf, buflen, "links[%zu].traceId: expected 16 bytes, got %zu", i,
-                     l->trace_id.len);
-            return buf;
-        }
-        if (l->span_id.len != 0 && l->span_id.len != 8) {
-            snprintf(buf, buflen, "links[%zu].spanId: expected 8 bytes, got %zu", i,
-                     l->span_id.len);
-            return buf;
-        }
+    if (ids->bad_link) {
+        snprintf(buf, buflen, "links[%zu].%s: expected %d bytes, got %zu", ids->bad_link - 1,
+                 ids->bad_link_span ? "spanId" : "traceId", ids->bad_link_span ? 8 : 16,
+                 ids->bad_link_len);
+        return buf;
     }
     return NULL;
 }
 
-static int conv_span(conv_t *cv, const pb_span_t *in, fl_span_t *s, const fl_resource_t *res,
-                     const fl_scope_t *scope)
+/* A span unpacked by protobuf-c into the span model (its ids are the caller's). */
+static int conv_span(conv_t *cv, const pb_span_t *in, fl_span_t *s)
 {
-    memcpy(s->trace_id, in->trace_id.data, 16);
-    memcpy(s->span_id, in->span_id.data, 8);
-    if (in->parent_span_id.len == 8)
-        memcpy(s->parent_span_id, in->parent_span_id.data, 8);
-    else
-        memset(s->parent_span_id, 0, 8);
     s->trace_state = cstr(cv, in->trace_state);
     s->flags = in->flags;
     s->name = cstr(cv, in->name);
@@ -448,8 +936,6 @@ static int conv_span(conv_t *cv, const pb_span_t *in, fl_span_t *s, const fl_res
     s->dropped_links = in->dropped_links_count;
     s->status_code = in->status ? (int)in->status->code : 0;
     s->status_message = cstr(cv, in->status ? in->status->message : NULL);
-    s->resource = res;
-    s->scope = scope;
     return cv->nomem ? -1 : 0;
 }
 
@@ -515,6 +1001,7 @@ typedef struct walk {
     size_t n, total;
     char *err;
     size_t errlen;
+    int reference; /* every span through protobuf-c (tests compare the two decoders) */
 } walk_t;
 
 #define REQ_DESC                                                                                   \
@@ -563,19 +1050,40 @@ static int count_spans(walk_t *w)
     return 0;
 }
 
+/* One span: the direct decoder, or protobuf-c when the span needs it (or the caller asked
+ * for the reference decoder); then the id checks that reject it alone. */
 static int walk_span(walk_t *w, const uint8_t *v, size_t l, size_t ri, size_t si, size_t ki,
                      const fl_resource_t *res, const fl_scope_t *sc)
 {
     char path[128], why[96];
-    fl_arena_reset(w->scratch);
-    w->scratch_alloc.failed = 0;
-    pb_span_t *sp = opentelemetry__proto__trace__v1__span__unpack(&w->scratch_alloc.base, l, v);
-    if (!sp) {
-        if (w->scratch_alloc.failed)
-            return nomem(w);
+    ids_t ids;
+    if (w->n >= w->total)
+        return nomem(w);
+    fl_span_t *s = &w->spans[w->n];
+    w->cv.copy = 1;
+    int rc = w->reference ? WIRE_SLOW : wire_span(&w->cv, v, l, s, &ids);
+    if (rc == WIRE_NOMEM)
+        return nomem(w);
+    if (rc == WIRE_BAD)
         return envelope_error(w);
+    pb_span_t *sp = NULL;
+    if (rc == WIRE_SLOW) {
+        /* One span's protobuf-c structures at a time; the cap mirrors the batch's. */
+        if (!w->scratch) {
+            w->scratch = fl_arena_new(64 * 1024);
+            if (!w->scratch)
+                return nomem(w);
+            fl_arena_set_limit(w->scratch, w->len * 16 + (16u << 20));
+            fl__pb_alloc_init(&w->scratch_alloc, w->scratch);
+        }
+        fl_arena_reset(w->scratch);
+        w->scratch_alloc.failed = 0;
+        sp = opentelemetry__proto__trace__v1__span__unpack(&w->scratch_alloc.base, l, v);
+        if (!sp)
+            return w->scratch_alloc.failed ? nomem(w) : envelope_error(w);
+        pb_ids(sp, &ids);
     }
-    const char *bad = check_ids(sp, why, sizeof(why));
+    const char *bad = check_ids(&ids, why, sizeof(why));
     if (bad) {
         if (!w->batch->reject_msg) {
             fl__span_path(path, sizeof(path), ri, si, ki);
@@ -586,9 +1094,19 @@ static int walk_span(walk_t *w, const uint8_t *v, size_t l, size_t ri, size_t si
         w->batch->rejected++;
         return FL_OK;
     }
-    w->cv.copy = 1;
-    if (w->n >= w->total || conv_span(&w->cv, sp, &w->spans[w->n], res, sc) < 0)
-        return nomem(w);
+    if (sp) {
+        memset(s, 0, sizeof(*s));
+        if (conv_span(&w->cv, sp, s) < 0)
+            return nomem(w);
+    }
+    memcpy(s->trace_id, ids.trace, 16);
+    memcpy(s->span_id, ids.span, 8);
+    if (ids.parent_len == 8)
+        memcpy(s->parent_span_id, ids.parent, 8);
+    else
+        memset(s->parent_span_id, 0, 8);
+    s->resource = res;
+    s->scope = sc;
     w->n++;
     return FL_OK;
 }
@@ -676,8 +1194,8 @@ static int walk_resource_spans(walk_t *w, const uint8_t *p, size_t len, size_t r
     return FL_OK;
 }
 
-int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, fl_span_batch_t *batch,
-                         char *err, size_t errlen)
+int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, int reference,
+                         fl_span_batch_t *batch, char *err, size_t errlen)
 {
     walk_t w;
     size_t i = 0, ri = 0;
@@ -694,6 +1212,7 @@ int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, fl_span
     w.batch = batch;
     w.err = err;
     w.errlen = errlen;
+    w.reference = reference;
     w.cv.arena = batch->arena;
     fl__pb_alloc_init(&w.batch_alloc, batch->arena);
     if (count_spans(&w) < 0)
@@ -703,12 +1222,6 @@ int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, fl_span
         if (!w.spans)
             return nomem(&w);
     }
-    /* One span's protobuf-c structures at a time; the cap mirrors the batch's. */
-    w.scratch = fl_arena_new(64 * 1024);
-    if (!w.scratch)
-        return nomem(&w);
-    fl_arena_set_limit(w.scratch, len * 16 + (16u << 20));
-    fl__pb_alloc_init(&w.scratch_alloc, w.scratch);
     rc = FL_OK;
     while (rc == FL_OK && (r = next_field(body, len, &i, &num, &wt, &v, &l)) == 1) {
         if (num != 1)

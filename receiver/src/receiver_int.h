@@ -36,9 +36,11 @@ int fl__json_count(int signal, const uint8_t *body, size_t len, int max_depth, s
 int fl__prescan(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
                 int max_depth, char *err, size_t errlen);
 
-/* Decoders of the protobuf encoding (otlp_pb.c); they run the depth pre-scan first. */
-int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, fl_span_batch_t *batch,
-                         char *err, size_t errlen);
+/* Decoders of the protobuf encoding (otlp_pb.c); they run the depth pre-scan first. Spans are
+ * decoded straight from the wire; reference = 1 sends every span through protobuf-c instead
+ * (the tests compare the two). */
+int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, int reference,
+                         fl_span_batch_t *batch, char *err, size_t errlen);
 int fl__pb_count(int signal, const uint8_t *body, size_t len, int max_depth, size_t *count,
                  char *err, size_t errlen);
 

@@ -1,12 +1,47 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libFuzzer target: OTLP protobuf. Pre-scan, then decode into a span batch (protobuf-c unpack
- * and span extraction), check the batch invariants and that the pre-scan, the decoder and the
- * item counter agree; the same bytes also go through the JSON decoder and the logs / metrics
- * counters. Each input gets fresh arenas, freed before returning, and its own allocation
- * failure plan (fuzz_alloc_begin). */
+/* libFuzzer target: OTLP protobuf. Pre-scan, then decode into a span batch, check the batch
+ * invariants and that the pre-scan, the decoder and the item counter agree, and that the wire
+ * decoder and its protobuf-c reference agree; the same bytes also go through the JSON decoder and
+ * the logs / metrics counters. Each input gets fresh arenas, freed before returning, and its own
+ * allocation failure plan (fuzz_alloc_begin). */
 #include "fuzz_util.h"
 
+#include "../unit/test_span_util.h"
+#include "receiver_int.h" /* fl__pb_decode_traces: the wire decoder and its reference */
+
 #include <faultline/receiver.h>
+
+/* The wire decoder and the protobuf-c reference (every span unpacked by protobuf-c) accept
+ * and refuse the same bytes, with the same message, and yield the same spans. */
+static void compare_with_reference(const uint8_t *data, size_t size)
+{
+    char ew[256] = "", er[256] = "", why[64];
+    fl_span_batch_t *w = fl_span_batch_new(0), *r = fl_span_batch_new(0);
+    if (!w || !r) {
+        FUZZ_CHECK(fuzz_oom());
+        fl_span_batch_free(w);
+        fl_span_batch_free(r);
+        return;
+    }
+    int rw = fl__pb_decode_traces(data, size, 64, 0, w, ew, sizeof(ew));
+    int rr = fl__pb_decode_traces(data, size, 64, 1, r, er, sizeof(er));
+    if (rw != FL_ERR_NOMEM && rr != FL_ERR_NOMEM) { /* allocation failures differ */
+        FUZZ_CHECK(rw == rr);
+        if (rw != FL_OK) {
+            FUZZ_CHECK(strcmp(ew, er) == 0);
+        } else {
+            FUZZ_CHECK(w->n_spans == r->n_spans && w->rejected == r->rejected);
+            FUZZ_CHECK(!w->reject_msg == !r->reject_msg);
+            FUZZ_CHECK(!w->reject_msg || strcmp(w->reject_msg, r->reject_msg) == 0);
+            for (size_t i = 0; i < w->n_spans; i++) {
+                tsu_cut_span(&w->spans[i]);
+                FUZZ_CHECK(tsu_span_eq(&w->spans[i], &r->spans[i], why, sizeof(why)));
+            }
+        }
+    }
+    fl_span_batch_free(w);
+    fl_span_batch_free(r);
+}
 
 static size_t decode_one(const uint8_t *data, size_t size, int format, int max_depth, int tight,
                          int *rc_out)
@@ -63,6 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (crc == FL_OK)
             FUZZ_CHECK(count == total); /* every span is either kept or counted as rejected */
     }
+
+    compare_with_reference(data, size);
 
     /* 2. a smaller cap and a tight arena on some inputs */
     int small = 2 + (int)(h % 8);
