@@ -15,9 +15,9 @@ for b in "$FL" "$BENCH"; do
 done
 
 if ((QUICK)); then
-    D=5; W=1; DS=3; RD=6; SQ=8; DEC=4; R10=1000000; R50=3000000        # ~1.5 minutes
+    D=5; W=1; DS=3; DS2=2; RD=6; SQ=8; DEC=4; R10=1000000; R50=3000000         # ~1.5 minutes
 else
-    D=45; W=3; DS=30; RD=30; SQ=90; DEC=20; R10=10000000; R50=50000000 # ~11 minutes
+    D=45; W=3; DS=30; DS2=15; RD=30; SQ=90; DEC=20; R10=10000000; R50=50000000 # ~12 minutes
 fi
 # Live spans sent to a prefilled server before its reads, so that the analysis has series
 # for /aiops/metrics; the prefill stops this much short of R10 / R50.
@@ -122,6 +122,12 @@ RATE80=$(awk -v m="$MAX" 'BEGIN {printf "%.0f", m * 0.8}')
 ingest fixed "$HTTP" --transport http --conns 24 --duration "$D" --rate "$((RATE80 > 1000 ? RATE80 : 1000))"
 RATE3=$(awk -v m="$MAX" 'BEGIN {printf "%.0f", m * 3}')
 ingest overload "$HTTP" --transport http --conns 48 --duration "$DS" --rate "$((RATE3 > 3000 ? RATE3 : 3000))" --backoff 0
+# The same overload over gRPC and OTLP/JSON, each at 3x its own max rate (shorter runs).
+for t in grpc json; do
+    r=$(awk -v m="$(num "$(get $t spans_per_s)")" 'BEGIN {printf "%.0f", m * 3}')
+    ingest "overload_$t" "$([[ $t == grpc ]] && echo "$GRPC" || echo "$HTTP")" --transport "$t" \
+        --conns 48 --duration "$DS2" --rate "$((r > 3000 ? r : 3000))" --backoff 0
+done
 drain
 stored=$STORED
 stop_server
@@ -177,6 +183,13 @@ row "3x overload: offered / acknowledged spans/s" \
 row "  503 answers / transport errors" \
     "$(get overload refused_503) / $(get overload errors)" "503s > 0"
 row "  peak RSS during overload (VmRSS max)" "$(mib "$(get overload rss_max_kb)")" "<= 256 MiB"
+row "3x overload, gRPC / JSON: acknowledged spans/s" \
+    "$(k "$(get overload_grpc spans_per_s)") / $(k "$(get overload_json spans_per_s)")" ""
+row "  refusals (UNAVAILABLE / 503), gRPC / JSON" \
+    "$(get overload_grpc refused_503) / $(get overload_json refused_503)" "> 0"
+row "  peak RSS (VmRSS max), gRPC / JSON" \
+    "$(mib "$(get overload_grpc rss_max_kb)") / $(mib "$(get overload_json rss_max_kb)")" \
+    "<= 256 MiB"
 row "peak RSS, every server run (VmHWM)" "$(mib "$HWM")" "<= 256 MiB"
 row "disk bytes per span ($stored stored)" \
     "$(awk -v d="$DISK" -v s="$(num "$stored")" 'BEGIN {printf (s ? "%.0f" : "n/a"), d / (s ? s : 1)}')" \
