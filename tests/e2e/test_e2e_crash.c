@@ -399,6 +399,28 @@ static uint64_t spans_stored(void)
     return n;
 }
 
+/* Wait (up to 30 s) until the server has no export request in flight and nothing queued for
+ * the store. A request a client gave up on (its 5 s timeout, on a loaded machine) can still
+ * be committed until then, after verify_all called it absent: the counts would disagree. */
+static void wait_quiescent(void)
+{
+    json_int_t reqs = -1, queued = -1;
+    for (int i = 0; i < 600; i++) {
+        int status;
+        json_t *j = fl_test_get_json(srv.api_port, "/aiops/status", &status);
+        json_t *r = json_object_get(json_object_get(j, "ingest"), "inflight_requests");
+        json_t *q = json_object_get(j, "queue_spans");
+        reqs = json_is_integer(r) ? json_integer_value(r) : -1;
+        queued = json_is_integer(q) ? json_integer_value(q) : -1;
+        json_decref(j);
+        if (status == 200 && reqs == 0 && queued == 0)
+            return;
+        sleep_ms(50);
+    }
+    fail_msg("the server still has %lld requests in flight and %lld spans queued after 30 s",
+             (long long)reqs, (long long)queued);
+}
+
 static uint64_t spans_sent(sender_t *s)
 {
     uint64_t n = 0;
@@ -641,6 +663,7 @@ static void test_e2e_crash_sigkill_under_load(void **st)
                   (unsigned long long)(now_ms() - t0), (unsigned long long)atomic_load(&acks_total),
                   (unsigned long long)failures);
 
+    wait_quiescent();
     uint64_t extra = 0;
     uint64_t acked = verify_all(s, &extra);
     uint64_t stored = spans_stored(), sent = spans_sent(s);
