@@ -266,6 +266,8 @@ static void route_status(fl_api_call_t *call, void *ud)
         fl_jw_double(w, (double)st.last_commit_ns / 1e6);
         fl_jw_key(w, "db_bytes");
         fl_jw_uint(w, st.db_bytes);
+        fl_jw_key(w, "index_bytes");
+        fl_jw_uint(w, st.index_bytes);
         fl_jw_key(w, "write_errors");
         fl_jw_uint(w, st.write_errors);
         fl_jw_key(w, "blocks_expired");

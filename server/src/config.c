@@ -59,7 +59,7 @@ static const opt_t options[] = {
      "threads decoding export requests"},
     {"api-threads", "FAULTLINE_API_THREADS", NULL, NUM(OPT_INT, api_threads), "2", 1, 64,
      "threads answering API queries"},
-    {"max-inflight", "FAULTLINE_MAX_INFLIGHT", NULL, NUM(OPT_SIZE, max_inflight), "48MiB", 1024,
+    {"max-inflight", "FAULTLINE_MAX_INFLIGHT", NULL, NUM(OPT_SIZE, max_inflight), "32MiB", 1024,
      INT64_MAX, "bytes of export requests being handled at once; past it: 503 + Retry-After"},
     {"max-queue-spans", "FAULTLINE_MAX_QUEUE_SPANS", NULL, NUM(OPT_INT, max_queue_spans), "50000",
      1000, 100000000, "spans accepted but not yet committed; past it: 503"},

@@ -347,6 +347,9 @@ static void test_aiops_anomalies_and_status(void **state)
     assert_non_null(json_object_get(an, "last_analysis"));
     assert_non_null(json_object_get(an, "window_evictions"));
     assert_int_equal(json_integer_value(json_object_get(s, "spans_stored")), 200);
+    /* the trace-id filters of the stored blocks: some memory, far less than the spans' */
+    json_int_t ib = json_integer_value(json_object_get(s, "index_bytes"));
+    assert_true(ib > 0 && ib < 200 * 64);
     assert_non_null(json_object_get(json_object_get(s, "ingest"), "spans_per_s"));
     assert_non_null(json_object_get(json_object_get(s, "api"), "queue_depth"));
     json_decref(s);
