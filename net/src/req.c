@@ -363,6 +363,13 @@ const uint8_t *fl_net_req_body(const fl_net_req_t *r, size_t *len)
     return r->body.data ? r->body.data : empty;
 }
 
+void fl_net_req_drop_body(fl_net_req_t *r)
+{
+    fl_buf_dispose(&r->body);
+    r->grpc_off = 0;
+    r->grpc_len = 0;
+}
+
 int64_t fl_net_req_content_length(const fl_net_req_t *r)
 {
     return r->content_length;

@@ -113,6 +113,10 @@ const char *fl_net_req_header(const fl_net_req_t *r, const char *name);
 int fl_net_req_header_at(const fl_net_req_t *r, size_t i, const char **name, const char **value);
 /** The body read so far (complete in on_body). Owned by the request. */
 const uint8_t *fl_net_req_body(const fl_net_req_t *r, size_t *len);
+/** Free the body before answering, once the handler is done with it (after on_body, from any
+ *  thread, before fl_net_respond): a handler that answers only after slow work (a commit)
+ *  need not hold it that long. fl_net_req_body then gives an empty body. */
+void fl_net_req_drop_body(fl_net_req_t *r);
 /** Content-Length if sent, else -1 (chunked or HTTP/2 without it). */
 int64_t fl_net_req_content_length(const fl_net_req_t *r);
 /** "http/1.1", "h2" or "h2c". */
