@@ -673,6 +673,17 @@ static void link_ids(ids_t *ids, size_t i, size_t trace_len, size_t span_len)
     }
 }
 
+/* A link's id: kept when it has the right length, else all zero (absent; any other length
+ * gets the span refused by check_ids); the last one sent wins, as in protobuf-c. */
+static void link_id(uint8_t *dst, size_t n, const wfield_t *f, size_t *len)
+{
+    *len = f->len;
+    if (f->len == n)
+        memcpy(dst, f->at, n);
+    else
+        memset(dst, 0, n);
+}
+
 static int wire_link(conv_t *cv, const uint8_t *p, size_t len, fl_link_t *out, ids_t *ids,
                      size_t index)
 {
@@ -687,17 +698,14 @@ static int wire_link(conv_t *cv, const uint8_t *p, size_t len, fl_link_t *out, i
     while ((r = wire_field(&p, end, &f)) == 1) {
         switch (f.num) {
         case 1:
+            if (f.wt != 2)
+                return WIRE_BAD;
+            link_id(out->trace_id, 16, &f, &tl);
+            break;
         case 2:
             if (f.wt != 2)
                 return WIRE_BAD;
-            if (f.num == 1 && (tl = f.len) == 16)
-                memcpy(out->trace_id, f.at, 16);
-            else if (f.num == 1)
-                memset(out->trace_id, 0, 16);
-            if (f.num == 2 && (sl = f.len) == 8)
-                memcpy(out->span_id, f.at, 8);
-            else if (f.num == 2)
-                memset(out->span_id, 0, 8);
+            link_id(out->span_id, 8, &f, &sl);
             break;
         case 3:
             if ((rc = wire_str(cv, &f, &out->trace_state)) != WIRE_OK)
