@@ -962,42 +962,6 @@ static void set_service_name(fl_resource_t *res)
 
 /* ---------------------------------------------------------------- envelope walk */
 
-/* One field of a message whose wire format the prescan has not necessarily vouched for
- * (below the top level it only checked what parses as a message). 1: a field was read,
- * 0: end, -1: broken. Length-delimited values come back in *val / *vlen. */
-static int next_field(const uint8_t *p, size_t len, size_t *i, uint32_t *num, unsigned *wt,
-                      const uint8_t **val, size_t *vlen)
-{
-    uint64_t key, v;
-    if (*i >= len)
-        return 0;
-    if (diag_varint(p, len, i, &key) < 0 || (key >> 3) == 0 || (key >> 3) > 0x1FFFFFFF)
-        return -1;
-    *num = (uint32_t)(key >> 3);
-    *wt = (unsigned)(key & 7);
-    switch (*wt) {
-    case 0:
-        return diag_varint(p, len, i, &v) < 0 ? -1 : 1;
-    case 1:
-    case 5: {
-        size_t w = *wt == 1 ? 8 : 4;
-        if (len - *i < w)
-            return -1;
-        *i += w;
-        return 1;
-    }
-    case 2:
-        if (diag_varint(p, len, i, &v) < 0 || v > len - *i)
-            return -1;
-        *val = p + *i;
-        *vlen = (size_t)v;
-        *i += (size_t)v;
-        return 1;
-    default:
-        return -1;
-    }
-}
-
 typedef struct walk {
     const uint8_t *body;
     size_t len;
@@ -1027,29 +991,27 @@ static int nomem(walk_t *w)
                     "out of memory while decoding (request too large to decode)");
 }
 
-/* Count the spans (ScopeSpans.spans fields) so the span array is allocated once. */
+/* Count the spans (ScopeSpans.spans fields) so the span array is allocated once. The
+ * envelope is read with the spans' wire rules (protobuf-c's, wire_field). */
 static int count_spans(walk_t *w)
 {
-    size_t i = 0, total = 0;
-    uint32_t num;
-    unsigned wt;
-    const uint8_t *rv, *sv, *v;
-    size_t rl, sl, l;
-    int r;
-    while ((r = next_field(w->body, w->len, &i, &num, &wt, &rv, &rl)) == 1) {
-        if (num != 1 || wt != 2)
+    static const uint32_t spans = 2;
+    const uint8_t *p = w->body, *end = w->body + w->len;
+    wfield_t rf, sf;
+    size_t total = 0, n;
+    int r, r2;
+    while ((r = wire_field(&p, end, &rf)) == 1) {
+        if (rf.num != 1 || rf.wt != 2)
             continue;
-        size_t j = 0;
-        while ((r = next_field(rv, rl, &j, &num, &wt, &sv, &sl)) == 1) {
-            if (num != 2 || wt != 2)
+        const uint8_t *q = rf.at, *qend = rf.at + rf.len;
+        while ((r2 = wire_field(&q, qend, &sf)) == 1) {
+            if (sf.num != 2 || sf.wt != 2)
                 continue;
-            size_t k = 0;
-            while ((r = next_field(sv, sl, &k, &num, &wt, &v, &l)) == 1)
-                total += num == 2;
-            if (r < 0)
+            if (wire_count(sf.at, sf.len, &spans, &n, 1) != WIRE_OK)
                 return -1;
+            total += n;
         }
-        if (r < 0)
+        if (r2 < 0)
             return -1;
     }
     if (r < 0)
@@ -1122,24 +1084,22 @@ static int walk_span(walk_t *w, const uint8_t *v, size_t l, size_t ri, size_t si
 static int walk_scope_spans(walk_t *w, const uint8_t *p, size_t len, size_t ri, size_t si,
                             const fl_resource_t *res)
 {
-    size_t i = 0, ki = 0;
-    uint32_t num;
-    unsigned wt;
-    const uint8_t *v = NULL;
-    size_t l = 0;
+    const uint8_t *end = p + len;
+    size_t ki = 0;
+    wfield_t f;
     int r, rc;
     /* Allocated first: spans may come before the scope field. */
     fl_scope_t *sc = fl_arena_calloc(w->batch->arena, 1, sizeof(*sc));
     if (!sc)
         return nomem(w);
     sc->name.ptr = sc->version.ptr = sc->schema_url.ptr = "";
-    while ((r = next_field(p, len, &i, &num, &wt, &v, &l)) == 1) {
-        if (wt != 2 && num <= 3)
+    while ((r = wire_field(&p, end, &f)) == 1) {
+        if (f.wt != 2 && f.num <= 3 && f.num > 0)
             return envelope_error(w);
-        if (num == 1) {
+        if (f.num == 1) {
             Opentelemetry__Proto__Common__V1__InstrumentationScope *s =
                 opentelemetry__proto__common__v1__instrumentation_scope__unpack(
-                    &w->batch_alloc.base, l, v);
+                    &w->batch_alloc.base, f.len, f.at);
             if (!s)
                 return w->batch_alloc.failed ? nomem(w) : envelope_error(w);
             w->cv.copy = 0;
@@ -1148,12 +1108,12 @@ static int walk_scope_spans(walk_t *w, const uint8_t *p, size_t len, size_t ri, 
             if (conv_attrs(&w->cv, s->n_attributes, s->attributes, &sc->attrs) < 0)
                 return nomem(w);
             sc->dropped_attrs = s->dropped_attributes_count;
-        } else if (num == 2) {
-            if ((rc = walk_span(w, v, l, ri, si, ki++, res, sc)) != FL_OK)
+        } else if (f.num == 2) {
+            if ((rc = walk_span(w, f.at, f.len, ri, si, ki++, res, sc)) != FL_OK)
                 return rc;
-        } else if (num == 3) {
+        } else if (f.num == 3) {
             w->cv.copy = 1;
-            sc->schema_url = conv_bytes(&w->cv, v, l);
+            sc->schema_url = conv_bytes(&w->cv, f.at, f.len);
             if (w->cv.nomem)
                 return nomem(w);
         }
@@ -1163,34 +1123,33 @@ static int walk_scope_spans(walk_t *w, const uint8_t *p, size_t len, size_t ri, 
 
 static int walk_resource_spans(walk_t *w, const uint8_t *p, size_t len, size_t ri)
 {
-    size_t i = 0, si = 0;
-    uint32_t num;
-    unsigned wt;
-    const uint8_t *v = NULL;
-    size_t l = 0;
+    const uint8_t *end = p + len;
+    size_t si = 0;
+    wfield_t f;
     int r, rc;
     fl_resource_t *res = fl_arena_calloc(w->batch->arena, 1, sizeof(*res));
     if (!res)
         return nomem(w);
     res->schema_url.ptr = "";
-    while ((r = next_field(p, len, &i, &num, &wt, &v, &l)) == 1) {
-        if (wt != 2 && num <= 3)
+    while ((r = wire_field(&p, end, &f)) == 1) {
+        if (f.wt != 2 && f.num <= 3 && f.num > 0)
             return envelope_error(w);
-        if (num == 1) {
+        if (f.num == 1) {
             Opentelemetry__Proto__Resource__V1__Resource *rp =
-                opentelemetry__proto__resource__v1__resource__unpack(&w->batch_alloc.base, l, v);
+                opentelemetry__proto__resource__v1__resource__unpack(&w->batch_alloc.base, f.len,
+                                                                     f.at);
             if (!rp)
                 return w->batch_alloc.failed ? nomem(w) : envelope_error(w);
             w->cv.copy = 0;
             if (conv_attrs(&w->cv, rp->n_attributes, rp->attributes, &res->attrs) < 0)
                 return nomem(w);
             res->dropped_attrs = rp->dropped_attributes_count;
-        } else if (num == 2) {
-            if ((rc = walk_scope_spans(w, v, l, ri, si++, res)) != FL_OK)
+        } else if (f.num == 2) {
+            if ((rc = walk_scope_spans(w, f.at, f.len, ri, si++, res)) != FL_OK)
                 return rc;
-        } else if (num == 3) {
+        } else if (f.num == 3) {
             w->cv.copy = 1;
-            res->schema_url = conv_bytes(&w->cv, v, l);
+            res->schema_url = conv_bytes(&w->cv, f.at, f.len);
             if (w->cv.nomem)
                 return nomem(w);
         }
@@ -1206,11 +1165,9 @@ int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, int ref
                          fl_span_batch_t *batch, char *err, size_t errlen)
 {
     walk_t w;
-    size_t i = 0, ri = 0;
-    uint32_t num;
-    unsigned wt;
-    const uint8_t *v = NULL;
-    size_t l = 0;
+    const uint8_t *p = body, *end = body + len;
+    size_t ri = 0;
+    wfield_t f;
     int r, rc = fl_otlp_prescan(body, len, max_depth, err, errlen);
     if (rc != FL_OK)
         return rc;
@@ -1231,13 +1188,13 @@ int fl__pb_decode_traces(const uint8_t *body, size_t len, int max_depth, int ref
             return nomem(&w);
     }
     rc = FL_OK;
-    while (rc == FL_OK && (r = next_field(body, len, &i, &num, &wt, &v, &l)) == 1) {
-        if (num != 1)
+    while (rc == FL_OK && (r = wire_field(&p, end, &f)) == 1) {
+        if (f.num != 1)
             continue; /* unknown fields are skipped */
-        if (wt != 2)
+        if (f.wt != 2)
             rc = envelope_error(&w);
         else
-            rc = walk_resource_spans(&w, v, l, ri++);
+            rc = walk_resource_spans(&w, f.at, f.len, ri++);
     }
     fl_arena_free(w.scratch);
     if (rc != FL_OK)
