@@ -55,8 +55,7 @@ typedef struct rctx {
     int signal;
     int format;
     char encoding[32];
-    size_t charged;      /* bytes counted in inflight_bytes */
-    size_t body_charged; /* of which the request body, until it is dropped after decoding */
+    size_t charged; /* bytes counted in inflight_bytes */
     size_t n_spans;
     size_t rejected;
     char reject_msg[512];
@@ -410,10 +409,10 @@ static void decode_job(void *arg)
     atomic_fetch_add(&r->spans_rejected, batch->rejected);
     capture(x, body, len);
     /* The batch holds its own copies: the body need not wait for the commit (for protobuf
-     * bodies that is a third of what an export holds while it is in flight). */
+     * bodies that is a third of what an export holds while it is in flight). All that is
+     * charged at this point is the body (the decompressed copy was given back above). */
     fl_net_req_drop_body(x->req);
-    uncharge(x, x->body_charged);
-    x->body_charged = 0;
+    uncharge(x, x->charged);
     if (batch->n_spans == 0) {
         /* Nothing to make durable. */
         fl_span_batch_free(batch);
@@ -622,7 +621,6 @@ static void on_body(fl_net_req_t *req, void *ud)
     atomic_fetch_add(&r->bytes_received, len + (x->grpc ? 5 : 0));
     if (len > x->charged)
         charge(x, len - x->charged);
-    x->body_charged = x->charged;
     if (x->grpc) {
         /* The compressed flag decides; grpc-encoding only names the algorithm. */
         if (!fl_net_req_grpc_compressed(req)) {
