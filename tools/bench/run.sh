@@ -17,7 +17,7 @@ done
 if ((QUICK)); then
     D=5; W=1; DS=3; DS2=2; RD=6; SQ=8; DEC=4; R10=1000000; R50=3000000         # ~1.5 minutes
 else
-    D=45; W=3; DS=30; DS2=15; RD=30; SQ=90; DEC=20; R10=10000000; R50=50000000 # ~12 minutes
+    D=45; W=3; DS=30; DS2=15; RD=30; SQ=90; DEC=20; R10=10000000; R50=50000000 # ~10 minutes
 fi
 # Live spans sent to a prefilled server before its reads, so that the analysis has series
 # for /aiops/metrics; the prefill stops this much short of R10 / R50.
